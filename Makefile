@@ -1,0 +1,47 @@
+# The README's two commands: `make run` and `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+MANAGE := $(PY) manage.py
+
+.PHONY: run test venv lint format services-start services-stop serve migrate demo clean
+
+$(VENV)/.installed-dev: requirements.txt requirements-embedded.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.installed-dev
+
+services-start: venv
+	$(MANAGE) services start
+
+services-stop: venv
+	$(MANAGE) services stop
+
+migrate: services-start
+	$(MANAGE) migrate --noinput
+
+demo: migrate
+	$(MANAGE) demo
+
+# Set up everything and serve on http://127.0.0.1:8000 (embedded PostgreSQL + Redis).
+run: demo
+	$(MANAGE) collectstatic --noinput --verbosity 0
+	DJANGO_SETTINGS_MODULE=saascore.settings.local $(VENV)/bin/gunicorn -c saascore/gunicorn_conf.py saascore.wsgi
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: venv
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+# The whole test suite: lint, then pytest against the embedded services it starts.
+test: lint services-start
+	$(VENV)/bin/pytest
+
+clean: services-stop
+	rm -rf var

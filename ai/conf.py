@@ -1,0 +1,48 @@
+"""The ``AI`` settings dict, read through one accessor (as DRF's ``api_settings``).
+
+from ai.conf import ai_settings
+ai_settings.REDIS_SOCKET_TIMEOUT
+"""
+
+from typing import Any
+
+from django.conf import settings
+from django.core.signals import setting_changed
+
+DEFAULTS: dict[str, Any] = {
+    # Redis calls of the cache fail fast and count as misses (fail open).
+    "REDIS_SOCKET_TIMEOUT": 0.25,
+    "REDIS_CONNECT_TIMEOUT": 0.25,
+    # Size for gunicorn threads x a few concurrent calls; waiting for a free
+    # connection is bounded by REDIS_POOL_TIMEOUT instead of failing at once.
+    "REDIS_MAX_CONNECTIONS": 64,
+    "REDIS_POOL_TIMEOUT": 0.1,
+    # How long a server capability probe (vector sets, RediSearch) is trusted.
+    "REDIS_CAPABILITIES_TTL": 60.0,
+}
+
+
+class AISettings:
+    def __init__(self) -> None:
+        self._cache: dict[str, Any] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in DEFAULTS:
+            raise AttributeError(f"Unknown AI setting: {name}")
+        if name not in self._cache:
+            self._cache[name] = getattr(settings, "AI", {}).get(name, DEFAULTS[name])
+        return self._cache[name]
+
+    def reload(self) -> None:
+        self._cache.clear()
+
+
+ai_settings = AISettings()
+
+
+def _reload(*, setting: str, **kwargs) -> None:
+    if setting == "AI":
+        ai_settings.reload()
+
+
+setting_changed.connect(_reload)

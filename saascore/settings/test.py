@@ -1,0 +1,33 @@
+"""Tests: real PostgreSQL (pgvector) and Redis, embedded unless the URLs are set."""
+
+from saascore.settings.base import *  # noqa: F403
+from saascore.settings.base import DATABASE_OWNER_URL, DATABASE_URL, REDIS_URL, caches, databases
+from saascore.settings.embedded import embedded_databases, embedded_redis_url
+
+SECRET_KEY = "test-only-not-secret"  # noqa: S105
+ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
+
+_app, _owner = embedded_databases(DATABASE_URL, DATABASE_OWNER_URL)
+# Tests keep one alias: tests/conftest.py creates the test database as the owner
+# role and then reconnects `default` as the application role.
+DATABASES = {"default": databases(_app, _owner)["default"]}
+DATABASES["default"]["CONN_MAX_AGE"] = 0
+DATABASES["default"]["TEST"] = {"NAME": "test_saascore"}
+SAASCORE_DB_APP, SAASCORE_DB_OWNER = dict(_app), dict(_owner)
+SAASCORE_DB_APP_ROLE = _app["USER"]
+SAASCORE_DB_APP_GRANT_TRUNCATE = True
+
+REDIS_URL = embedded_redis_url(REDIS_URL)
+CACHES = caches(REDIS_URL)
+CACHES["default"]["KEY_PREFIX"] = "test-dj"
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+# Static files straight from the apps (no collectstatic in tests).
+STATIC_ROOT = None
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True
+DEMO_CREDENTIALS_FILE = None  # tests that run the demo point it at a temporary file

@@ -1,0 +1,20 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from saascore import health
+
+handler400 = "saascore.api.errors.handler400"
+handler403 = "saascore.api.errors.handler403"
+handler404 = "saascore.api.errors.handler404"
+handler500 = "saascore.api.errors.handler500"
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/v1/", include("tenants.api.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("health/live", health.live, name="health-live"),
+    path("health/ready", health.ready, name="health-ready"),
+    path("", include("django_prometheus.urls")),
+]

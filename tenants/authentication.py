@@ -1,0 +1,54 @@
+"""API key authentication: ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``.
+
+The tenant comes from the key on every request, never from anything the client
+says about itself.
+"""
+
+from dataclasses import dataclass
+
+from rest_framework import authentication, exceptions
+
+from tenants.models import ApiKey, Tenant
+from tenants.services import api_key_verify
+
+
+@dataclass(frozen=True)
+class ApiClient:
+    """``request.user`` for a request authenticated by an API key."""
+
+    api_key: ApiKey
+
+    is_authenticated = True
+    is_anonymous = False
+    is_staff = False
+
+    @property
+    def tenant(self) -> Tenant:
+        return self.api_key.tenant
+
+
+def key_from_headers(meta: dict) -> str | None:
+    header = meta.get("HTTP_AUTHORIZATION", "")
+    scheme, _, credentials = header.partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    return meta.get("HTTP_X_API_KEY", "").strip() or None
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    def authenticate(self, request):
+        key = key_from_headers(request.META)
+        if key is None:
+            return None
+        api_key = api_key_verify(key=key)
+        if api_key is None:
+            raise exceptions.AuthenticationFailed("The API key is invalid, revoked or expired.")
+        return ApiClient(api_key), api_key
+
+    def authenticate_header(self, request) -> str:
+        return 'Bearer realm="api"'
+
+
+def request_tenant(request) -> Tenant:
+    """The tenant of an authenticated API request."""
+    return request.user.tenant

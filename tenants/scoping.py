@@ -1,0 +1,134 @@
+"""Tenant scoping that fails closed. The contract is in tenants/SCOPING.md.
+
+Two walls:
+
+1. In Python, a tenant-owned model's default manager raises ``TenantScopeError``
+   unless the caller says which tenant (``Model.objects.for_tenant(t)``) or that
+   it means every tenant (``Model.objects.unscoped()``).
+2. In PostgreSQL, Row-Level Security on every tenant-owned table shows a
+   transaction only the rows of the tenant it set with
+   ``set_config('app.tenant_id', ..., true)``. ``tenant_scope`` and
+   ``unscoped_scope`` open that transaction. Outside them the application role
+   sees no tenant-owned row at all.
+
+What it does not guarantee: code that runs raw SQL as the owner role, or that
+opens ``unscoped_scope`` for a request it should not, is trusted.
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+from django.db import connections, models, transaction
+
+TENANT_SETTING = "app.tenant_id"
+BYPASS_SETTING = "app.rls_bypass"
+
+
+class TenantScopeError(RuntimeError):
+    """A tenant-owned query was made without naming a tenant."""
+
+
+class _Unscoped:
+    def __repr__(self) -> str:
+        return "<unscoped>"
+
+
+UNSCOPED = _Unscoped()
+_current: ContextVar[int | _Unscoped | None] = ContextVar("saascore_tenant", default=None)
+
+
+def current_tenant_id() -> int | None:
+    """The tenant of the innermost ``tenant_scope``, or None."""
+    value = _current.get()
+    return value if isinstance(value, int) else None
+
+
+def _tenant_pk(tenant: object) -> int:
+    pk = getattr(tenant, "pk", tenant)
+    if not isinstance(pk, int):
+        raise TenantScopeError(f"tenant_scope needs a tenant or its integer id, not {tenant!r}")
+    return pk
+
+
+def _set_local(using: str, tenant_id: str, bypass: str) -> None:
+    with connections[using].cursor() as cursor:
+        cursor.execute(
+            "SELECT set_config(%s, %s, true), set_config(%s, %s, true)",
+            [TENANT_SETTING, tenant_id, BYPASS_SETTING, bypass],
+        )
+
+
+def _apply(value: int | _Unscoped | None, using: str) -> None:
+    if isinstance(value, int):
+        _set_local(using, str(value), "off")
+    elif value is UNSCOPED:
+        _set_local(using, "", "on")
+    else:
+        _set_local(using, "", "off")
+
+
+@contextmanager
+def _scope(value: int | _Unscoped, using: str) -> Iterator[None]:
+    previous = _current.get()
+    # Inside an outer transaction the setting outlives this block, so a normal
+    # exit restores the outer one; on an exception the savepoint rollback does.
+    nested = connections[using].in_atomic_block
+    token = _current.set(value)
+    try:
+        with transaction.atomic(using=using):
+            _apply(value, using)
+            yield
+            if nested:
+                _apply(previous, using)
+    finally:
+        _current.reset(token)
+
+
+def tenant_scope(tenant: object, *, using: str = "default"):
+    """A transaction in which the database shows only ``tenant``'s rows.
+
+    Keep network calls (LLM, embeddings, Redis) outside it: it holds a
+    transaction open for its whole body.
+    """
+    return _scope(_tenant_pk(tenant), using)
+
+
+def unscoped_scope(*, using: str = "default"):
+    """A transaction that sees every tenant: for the admin, jobs and migrations only."""
+    return _scope(UNSCOPED, using)
+
+
+class TenantQuerySet(models.QuerySet):
+    pass
+
+
+class TenantScopedManager(models.Manager.from_queryset(TenantQuerySet)):
+    """Default manager of tenant-owned models: no tenant, no rows, but an error."""
+
+    def get_queryset(self) -> models.QuerySet:
+        raise TenantScopeError(
+            f"{self.model.__name__}.objects needs a tenant: use .for_tenant(tenant), "
+            "or .unscoped() where every tenant is meant (admin, jobs)."
+        )
+
+    def for_tenant(self, tenant: object) -> models.QuerySet:
+        tenant_id = _tenant_pk(tenant)
+        active = current_tenant_id()
+        if active is not None and active != tenant_id:
+            raise TenantScopeError(f"query for tenant {tenant_id} inside the scope of tenant {active}")
+        return super().get_queryset().filter(tenant_id=tenant_id)
+
+    def unscoped(self) -> models.QuerySet:
+        return super().get_queryset()
+
+
+class TenantOwnedModel(models.Model):
+    """Base of every tenant-owned table: ``tenant_id`` first, RLS in its migration."""
+
+    tenant = models.ForeignKey("tenants.Tenant", on_delete=models.CASCADE, related_name="+", db_index=False)
+
+    objects = TenantScopedManager()
+
+    class Meta:
+        abstract = True

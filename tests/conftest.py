@@ -1,0 +1,47 @@
+"""Test set-up: real PostgreSQL (pgvector) and Redis, started here when the URLs are unset.
+
+The test database is created and migrated as the owner role; the tests then run
+as the application role, so Row-Level Security applies to them as in production.
+"""
+
+import os
+
+import pytest
+from django.conf import settings
+from django.db import connections
+
+
+def pytest_configure(config):
+    if not (os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL")):
+        from saascore.embedded import start_all
+
+        start_all()
+
+
+_CONNECTION_KEYS = ("USER", "PASSWORD", "HOST", "PORT", "OPTIONS")
+
+
+def _connect_default_as(role_settings: dict) -> None:
+    connection = connections["default"]
+    connection.close()
+    for key in _CONNECTION_KEYS:
+        connection.settings_dict[key] = role_settings.get(key, "" if key != "OPTIONS" else {})
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
+    _connect_default_as(settings.SAASCORE_DB_OWNER)
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    _connect_default_as(settings.SAASCORE_DB_APP)
+    yield
+    _connect_default_as(settings.SAASCORE_DB_OWNER)
+
+
+@pytest.fixture
+def api_client():
+    from rest_framework.test import APIClient
+
+    return APIClient()

@@ -1,0 +1,78 @@
+"""Row-Level Security: the second wall, proved with raw SQL as the application role."""
+
+import pytest
+from django.apps import apps
+from django.db import IntegrityError, ProgrammingError, connection, transaction
+
+from tenants.scoping import TenantOwnedModel, tenant_scope, unscoped_scope
+from tests.factories import make_key, make_tenant
+
+pytestmark = pytest.mark.django_db
+
+
+def _fetch(sql: str, params=None) -> list[tuple]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params or [])
+        return cursor.fetchall()
+
+
+def test_application_role_cannot_bypass_rls():
+    ((superuser, bypass, role),) = _fetch(
+        "SELECT rolsuper, rolbypassrls, rolname FROM pg_roles WHERE rolname = current_user"
+    )
+    assert (superuser, bypass) == (False, False)
+    owned = _fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tableowner = %s", [role])
+    assert owned == []
+
+
+def test_every_tenant_owned_table_has_forced_rls():
+    tenant_owned = [m for m in apps.get_models() if issubclass(m, TenantOwnedModel)]
+    assert tenant_owned, "no tenant-owned models found"
+    for model in tenant_owned:
+        table = model._meta.db_table
+        ((enabled, forced),) = _fetch(
+            "SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE relname = %s", [table]
+        )
+        policies = _fetch("SELECT policyname FROM pg_policies WHERE tablename = %s", [table])
+        assert enabled and forced, f"{table} lacks forced row-level security"
+        assert policies == [("tenant_isolation",)], table
+
+
+def test_raw_sql_sees_nothing_without_a_tenant():
+    a = make_tenant()
+    make_key(a)
+    with transaction.atomic():
+        assert _fetch("SELECT count(*) FROM tenants_apikey") == [(0,)]
+
+
+def test_raw_sql_sees_only_the_current_tenant():
+    a, b = make_tenant(), make_tenant()
+    key_a, _ = make_key(a)
+    make_key(b)
+    make_key(b)
+    with tenant_scope(a):
+        assert _fetch("SELECT id, tenant_id FROM tenants_apikey") == [(key_a.pk, a.pk)]
+    with tenant_scope(b):
+        assert _fetch("SELECT count(*) FROM tenants_apikey WHERE tenant_id = %s", [a.pk]) == [(0,)]
+        assert _fetch("SELECT count(*) FROM tenants_apikey") == [(2,)]
+    with unscoped_scope():
+        assert _fetch("SELECT count(*) FROM tenants_apikey") == [(3,)]
+
+
+def test_writes_into_another_tenant_are_rejected():
+    a, b = make_tenant(), make_tenant()
+    with tenant_scope(a), pytest.raises(ProgrammingError, match="row-level security"):
+        with transaction.atomic():
+            _fetch(
+                "INSERT INTO tenants_apikey (tenant_id, name, prefix, hashed_key, created_at) "
+                "VALUES (%s, 'x', 'abcdefgh', 'h', now()) RETURNING id",
+                [b.pk],
+            )
+
+
+def test_updates_cannot_move_rows_to_another_tenant():
+    a, b = make_tenant(), make_tenant()
+    key_a, _ = make_key(a)
+    with tenant_scope(a), pytest.raises((ProgrammingError, IntegrityError)):
+        with transaction.atomic():
+            _fetch("UPDATE tenants_apikey SET tenant_id = %s WHERE id = %s RETURNING id", [b.pk, key_a.pk])
