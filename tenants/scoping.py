@@ -104,12 +104,22 @@ class TenantQuerySet(models.QuerySet):
 
 
 class TenantScopedManager(models.Manager.from_queryset(TenantQuerySet)):
-    """Default manager of tenant-owned models: no tenant, no rows, but an error."""
+    """Default manager of tenant-owned models: no tenant, no rows, but an error.
+
+    Inside ``tenant_scope(t)`` a plain ``objects.all()`` means t's rows, and
+    inside ``unscoped_scope()`` every row, so Django's own uses of the default
+    manager (unique validation, the admin) follow the scope the caller opened.
+    """
 
     def get_queryset(self) -> models.QuerySet:
+        scope = _current.get()
+        if scope is UNSCOPED:
+            return super().get_queryset()
+        if isinstance(scope, int):
+            return super().get_queryset().filter(tenant_id=scope)
         raise TenantScopeError(
-            f"{self.model.__name__}.objects needs a tenant: use .for_tenant(tenant), "
-            "or .unscoped() where every tenant is meant (admin, jobs)."
+            f"{self.model.__name__}.objects needs a tenant: use .for_tenant(tenant) inside tenant_scope(tenant), "
+            "or .unscoped() inside unscoped_scope() where every tenant is meant (admin, jobs)."
         )
 
     def for_tenant(self, tenant: object) -> models.QuerySet:

@@ -56,3 +56,17 @@ def test_tenant_scope_needs_a_tenant_or_its_id():
     with pytest.raises(TenantScopeError):
         with tenant_scope("acme"):
             pass
+
+
+def test_inside_a_scope_the_default_manager_follows_it():
+    a, b = make_tenant(), make_tenant()
+    key_a, _ = make_key(a)
+    key_b, _ = make_key(b)
+    with tenant_scope(a):
+        assert list(ApiKey.objects.all()) == [key_a]
+    with tenant_scope(b):
+        assert list(ApiKey.objects.all()) == [key_b]
+    with unscoped_scope():
+        assert ApiKey.objects.count() == 2
+    with pytest.raises(TenantScopeError):
+        ApiKey.objects.all()
