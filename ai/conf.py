@@ -17,6 +17,12 @@ DEFAULTS: dict[str, Any] = {
     # connection is bounded by REDIS_POOL_TIMEOUT instead of failing at once.
     "REDIS_MAX_CONNECTIONS": 64,
     "REDIS_POOL_TIMEOUT": 0.1,
+    # REDIS_URL names one node of a Redis Cluster.
+    "REDIS_CLUSTER": False,
+    # The query embedder: {"backend": "local", "model": <name in ai/embeddings/local.py>}
+    # or {"backend": "openai", "model": ..., "base_url": ..., "api_key_env": ..., "dimensions": ...}.
+    "EMBEDDER": {"backend": "local"},
+    "EMBEDDING_MEMO_SIZE": 2048,
     # How long a server capability probe (vector sets, RediSearch) is trusted.
     "REDIS_CAPABILITIES_TTL": 60.0,
 }

@@ -12,7 +12,7 @@ from django.db.utils import DatabaseError
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
 
-from ai.cache.capabilities import capabilities
+from ai.cache.capabilities import server_capabilities
 from ai.cache.connection import redis_client
 
 
@@ -31,7 +31,7 @@ def _postgres() -> dict:
 
 def _redis() -> dict:
     try:
-        found = capabilities(redis_client())
+        found = server_capabilities(redis_client())
     except redis.RedisError as exc:
         return {"ok": False, "error": f"{type(exc).__name__}: {exc}", "semantic_cache": "unavailable"}
     return {

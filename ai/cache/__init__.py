@@ -1,0 +1,52 @@
+"""The semantic cache (see ``semantic.py`` for its guarantees).
+
+``get_cache()`` gives the process's cache on ``settings.REDIS_URL``, with the
+vector backend the server supports (vector sets first, then RediSearch, else
+exact-match only).
+"""
+
+import threading
+
+import redis
+from django.core.signals import setting_changed
+
+from ai.cache.backends import BACKENDS
+from ai.cache.capabilities import server_capabilities
+from ai.cache.connection import redis_client
+from ai.cache.judge import HitJudge
+from ai.cache.keys import CacheScope
+from ai.cache.semantic import CacheHit, Lookup, SemanticCache, Stored
+
+__all__ = ["CacheHit", "CacheScope", "Lookup", "SemanticCache", "Stored", "build_cache", "get_cache"]
+
+_cache: SemanticCache | None = None
+_lock = threading.Lock()
+
+
+def build_cache(client: redis.Redis, *, backend: str | None = "auto", judge: HitJudge | None = None) -> SemanticCache:
+    """A cache on ``client``; ``backend`` "auto" asks the server what it supports."""
+    if backend == "auto":
+        try:
+            backend = server_capabilities(client).vector_api
+        except redis.RedisError:
+            backend = "vectorset"  # unknown now; the breaker handles a dead server
+    index = BACKENDS[backend]() if backend else None
+    return SemanticCache(client, index=index, judge=judge)
+
+
+def get_cache() -> SemanticCache:
+    global _cache
+    if _cache is None:
+        with _lock:
+            if _cache is None:
+                _cache = build_cache(redis_client())
+    return _cache
+
+
+def _reset(*, setting: str, **kwargs) -> None:
+    global _cache
+    if setting in ("AI", "REDIS_URL"):
+        _cache = None
+
+
+setting_changed.connect(_reset)

@@ -53,7 +53,7 @@ _warned: set[int] = set()
 _lock = threading.Lock()
 
 
-def capabilities(client: redis.Redis) -> RedisCapabilities:
+def server_capabilities(client: redis.Redis) -> RedisCapabilities:
     """``detect`` with a short memo per client; warns once when vectors are missing."""
     key = id(client)
     now = time.monotonic()

@@ -19,6 +19,14 @@ def redis_client(url: str | None = None) -> redis.Redis:
         with _lock:
             client = _clients.get(url)
             if client is None:
+                if ai_settings.REDIS_CLUSTER:
+                    client = _clients[url] = redis.RedisCluster.from_url(
+                        url,
+                        socket_timeout=ai_settings.REDIS_SOCKET_TIMEOUT,
+                        socket_connect_timeout=ai_settings.REDIS_CONNECT_TIMEOUT,
+                        max_connections=ai_settings.REDIS_MAX_CONNECTIONS,
+                    )
+                    return client
                 pool = redis.BlockingConnectionPool.from_url(
                     url,
                     max_connections=ai_settings.REDIS_MAX_CONNECTIONS,

@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from saascore.embedded.paths import EmbeddedPaths
 
@@ -45,11 +47,22 @@ class EmbeddedRedis:
     one mid-test, or to fill one past maxmemory) with their own folder.
     """
 
-    def __init__(self, data_dir: Path, socket: Path, *, maxmemory: str = DEFAULT_MAXMEMORY, search: bool = True):
+    def __init__(
+        self,
+        data_dir: Path,
+        socket: Path,
+        *,
+        maxmemory: str = DEFAULT_MAXMEMORY,
+        search: bool = True,
+        port: int = 0,
+        extra_args: tuple[str, ...] = (),
+    ):
         self.data_dir = data_dir
         self.socket = socket
         self.maxmemory = maxmemory
         self.search = search
+        self.port = port  # 0: unix socket only; tests of Redis Cluster need TCP on loopback
+        self.extra_args = extra_args
 
     @classmethod
     def main(cls, paths: EmbeddedPaths) -> "EmbeddedRedis":
@@ -63,7 +76,8 @@ class EmbeddedRedis:
     def command_line(self) -> list[str]:
         args = [
             redis_server_binary(),
-            "--port", "0",
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
             "--unixsocket", str(self.socket),
             "--unixsocketperm", "700",
             "--daemonize", "yes",
@@ -78,7 +92,7 @@ class EmbeddedRedis:
         module = redisearch_module() if self.search else None
         if module:
             args += ["--loadmodule", module]
-        return args
+        return [*args, *self.extra_args]
 
     def start(self, timeout: float = 15.0) -> str:
         if self.is_running():
@@ -114,4 +128,6 @@ class EmbeddedRedis:
             return False
 
     def _client(self) -> redis.Redis:
-        return redis.Redis(unix_socket_path=str(self.socket), socket_timeout=2, socket_connect_timeout=2)
+        return redis.Redis(
+            unix_socket_path=str(self.socket), socket_timeout=2, socket_connect_timeout=2, retry=Retry(NoBackoff(), 0)
+        )

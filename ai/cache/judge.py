@@ -1,0 +1,63 @@
+"""Is a cached question "the same question" as the one asked? One decision,
+used by the live cache and by ``manage.py eval_cache`` alike.
+
+1. cosine similarity of the two query embeddings >= the caller's threshold;
+2. cheap guards veto pairs that differ in numbers or in negation;
+3. in the borderline band (similarity under ``verify_below``) a verifier, when
+   configured, must agree: it scores the pair and its score must reach
+   ``verifier_min``.
+"""
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
+_NEGATION = re.compile(r"\b(?:not|no|never|without|cannot|nor)\b|n't\b", re.IGNORECASE)
+
+Verifier = Callable[[str, str], float]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    hit: bool
+    reason: str
+    similarity: float
+    verifier_score: float | None = None
+
+
+def numbers(text: str) -> set[str]:
+    return {match.replace(",", ".") for match in _NUMBER.findall(text)}
+
+
+def negated(text: str) -> bool:
+    return bool(_NEGATION.search(text))
+
+
+def guard_veto(query: str, candidate: str) -> str | None:
+    """The guard that vetoes this pair, or None."""
+    if numbers(query) != numbers(candidate):
+        return "guard_numbers"
+    if negated(query) != negated(candidate):
+        return "guard_negation"
+    return None
+
+
+@dataclass(frozen=True)
+class HitJudge:
+    guards: bool = True
+    verifier: Verifier | None = None
+    verify_below: float = 1.01
+    verifier_min: float = 0.5
+
+    def judge(self, query: str, candidate: str, similarity: float, threshold: float) -> Verdict:
+        if similarity < threshold:
+            return Verdict(False, "below_threshold", similarity)
+        if self.guards and (veto := guard_veto(query, candidate)):
+            return Verdict(False, veto, similarity)
+        if self.verifier is not None and similarity < self.verify_below:
+            score = self.verifier(query, candidate)
+            if score < self.verifier_min:
+                return Verdict(False, "verifier_rejected", similarity, score)
+            return Verdict(True, "verified", similarity, score)
+        return Verdict(True, "similar", similarity)

@@ -1,0 +1,249 @@
+"""The two-tier cache: exact (hash of the normalised query) then semantic
+(nearest cached query of the same scope).
+
+Guarantees:
+- Isolation by key: every key carries the tenant's hash tag, and a lookup only
+  ever names keys of its own scope (tenant, embedder, optional end user).
+- Invalidation is O(1): ``invalidate`` moves the tenant's generation forward;
+  entries of older generations never match again and expire by TTL. A
+  generation never repeats, even if its key is lost, because a new one starts
+  from the clock.
+- A hit never extends an entry's TTL. Vector members whose entry is gone are
+  removed when a search meets them.
+- Fail open: every Redis error is logged, counted and answered as a miss (or a
+  skipped write); a circuit breaker stops calling a Redis that keeps failing.
+- Queries or answers with personal data are never stored.
+
+Not guaranteed: an entry written just before ``invalidate`` by a request that
+read the old generation is stored under the old generation, so it never serves.
+"""
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import redis
+
+from ai import metrics
+from ai.cache.backends import VectorIndex
+from ai.cache.breaker import BreakerState, CircuitBreaker
+from ai.cache.entries import FETCH_FIELDS, CacheEntry
+from ai.cache.judge import HitJudge, Verdict
+from ai.cache.keys import CacheScope, generation_key, query_hash
+from ai.cache.pii import personal_data_kinds
+from ai.cache.singleflight import Flight, take_off
+
+logger = logging.getLogger("saascore.cache")
+
+# A generation starts from the clock (ms) and only moves forward.
+_ENSURE_GENERATION = """
+local current = redis.call('GET', KEYS[1])
+if current then return current end
+redis.call('SET', KEYS[1], ARGV[1])
+return ARGV[1]
+"""
+_BUMP_GENERATION = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+local nxt = math.max(current + 1, tonumber(ARGV[1]))
+redis.call('SET', KEYS[1], string.format('%d', nxt))
+return string.format('%d', nxt)
+"""
+
+
+@dataclass(frozen=True)
+class CacheHit:
+    entry: CacheEntry
+    tier: str  # "exact" | "semantic"
+    similarity: float
+    threshold: float | None = None
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """What a lookup found. ``generation`` is None when Redis could not be asked."""
+
+    hit: CacheHit | None
+    generation: int | None
+    reason: str
+    similarity: float | None = None
+
+
+@dataclass(frozen=True)
+class Stored:
+    stored: bool
+    reason: str
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class SemanticCache:
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        index: VectorIndex | None,
+        judge: HitJudge | None = None,
+        breaker: CircuitBreaker | None = None,
+        candidates: int = 4,
+    ) -> None:
+        self.client = client
+        self.index = index
+        self.judge = judge or HitJudge()
+        self.breaker = breaker or CircuitBreaker(on_change=_breaker_metric)
+        self.candidates = candidates
+        self._ensure = client.register_script(_ENSURE_GENERATION)
+        self._bump = client.register_script(_BUMP_GENERATION)
+
+    # -- fail open ------------------------------------------------------------
+
+    def _call(self, op: str, fn, default):
+        if not self.breaker.allow():
+            metrics.CACHE_ERRORS.labels(op=f"{op}_breaker_open").inc()
+            return default
+        try:
+            result = fn()
+        except (redis.RedisError, OSError) as exc:
+            self.breaker.record_failure()
+            metrics.CACHE_ERRORS.labels(op=op).inc()
+            logger.warning("cache %s failed, answering as a miss: %s: %s", op, type(exc).__name__, exc)
+            return default
+        self.breaker.record_success()
+        return result
+
+    # -- generation -----------------------------------------------------------
+
+    def _generation(self, tenant_id: int, current: bytes | None) -> int:
+        if current is not None:
+            return int(current)
+        return int(self._ensure(keys=[generation_key(tenant_id)], args=[_now_ms()]))
+
+    def invalidate(self, tenant_id: int) -> int | None:
+        """Start a new generation for the tenant: no older entry is served again."""
+        return self._call(
+            "invalidate", lambda: int(self._bump(keys=[generation_key(tenant_id)], args=[_now_ms()])), None
+        )
+
+    # -- exact tier -------------------------------------------------------------
+
+    def lookup_exact(self, scope: CacheScope, query: str) -> Lookup:
+        started = time.perf_counter()
+        lookup = self._call("lookup_exact", lambda: self._lookup_exact(scope, query), Lookup(None, None, "error"))
+        _observe("exact", lookup, started)
+        return lookup
+
+    def _lookup_exact(self, scope: CacheScope, query: str) -> Lookup:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.get(scope.generation_key)
+        pipe.hmget(scope.entry_key(query_hash(query)), FETCH_FIELDS)
+        current, values = pipe.execute()
+        generation = self._generation(scope.tenant_id, current)
+        entry = CacheEntry.from_values(values)
+        if entry is None or entry.generation != generation:
+            return Lookup(None, generation, "miss")
+        return Lookup(CacheHit(entry, "exact", 1.0, entry.threshold), generation, "hit", 1.0)
+
+    # -- semantic tier ------------------------------------------------------------
+
+    def lookup_semantic(
+        self, scope: CacheScope, generation: int, query: str, vector: np.ndarray, threshold: float
+    ) -> Lookup:
+        if self.index is None:
+            return Lookup(None, generation, "no_vector_api")
+        started = time.perf_counter()
+        lookup = self._call(
+            "lookup_semantic",
+            lambda: self._lookup_semantic(scope, generation, query, vector, threshold),
+            Lookup(None, generation, "error"),
+        )
+        _observe("semantic", lookup, started)
+        return lookup
+
+    def _lookup_semantic(
+        self, scope: CacheScope, generation: int, query: str, vector: np.ndarray, threshold: float
+    ) -> Lookup:
+        members = self.index.search(self.client, scope, generation, vector, self.candidates)
+        if not members:
+            return Lookup(None, generation, "miss")
+        pipe = self.client.pipeline(transaction=False)
+        for member in members:
+            pipe.hmget(scope.entry_key(member), FETCH_FIELDS)
+        entries = [CacheEntry.from_values(values) for values in pipe.execute()]
+        stale = [m for m, e in zip(members, entries, strict=True) if e is None or e.generation != generation]
+        if stale:
+            self.index.remove(self.client, scope, generation, stale)
+        live = [e for e in entries if e is not None and e.generation == generation and e.vector is not None]
+        if not live:
+            return Lookup(None, generation, "miss")
+        # Exact cosine from the stored float32 vectors: the same number on every backend.
+        similarities = np.stack([e.vector for e in live]) @ np.asarray(vector, dtype=np.float32)
+        best: Verdict | None = None
+        for position in np.argsort(-similarities):
+            entry, similarity = live[position], float(similarities[position])
+            verdict = self.judge.judge(query, entry.query, similarity, threshold)
+            if verdict.hit:
+                return Lookup(
+                    CacheHit(entry, "semantic", similarity, threshold), generation, verdict.reason, similarity
+                )
+            best = best or verdict
+            if similarity < threshold:
+                break
+        return Lookup(None, generation, best.reason if best else "miss", best.similarity if best else None)
+
+    # -- writes ------------------------------------------------------------------
+
+    def store(
+        self, scope: CacheScope, generation: int, entry: CacheEntry, *, ttl: int, vector: np.ndarray | None = None
+    ) -> Stored:
+        """Store an answer under ``generation`` (the one its lookup read)."""
+        kinds = personal_data_kinds(entry.query) + personal_data_kinds(entry.response)
+        if kinds:
+            metrics.CACHE_SKIPS.labels(reason="personal_data").inc()
+            return Stored(False, "personal_data:" + ",".join(sorted(set(kinds))))
+        entry.generation = generation
+        entry.vector = None if vector is None else np.asarray(vector, dtype=np.float32)
+        ok = self._call("store", lambda: self._store(scope, generation, entry, ttl), False)
+        return Stored(True, "stored") if ok else Stored(False, "error")
+
+    def _store(self, scope: CacheScope, generation: int, entry: CacheEntry, ttl: int) -> bool:
+        qhash = query_hash(entry.query)
+        key = scope.entry_key(qhash)
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hset(key, mapping=entry.to_redis(scope.digest))
+        pipe.expire(key, ttl)
+        if entry.vector is not None and self.index is not None:
+            self.index.add(self.client, pipe, scope, generation, qhash, entry.vector, ttl)
+        pipe.execute()
+        return True
+
+    # -- single flight -------------------------------------------------------------
+
+    def take_off(self, scope: CacheScope, query: str, *, lock_ttl: float) -> Flight:
+        """Lead this miss, or follow the caller already leading it (see singleflight)."""
+        client = self.client if self.breaker.state is BreakerState.CLOSED else None
+        flight = take_off(client, scope.lock_key(query_hash(query)), lock_ttl)
+        metrics.CACHE_SINGLE_FLIGHT.labels(outcome="leader" if flight.leader else "follower").inc()
+        return flight
+
+    def wait_for_leader(self, flight: Flight, scope: CacheScope, query: str, *, timeout: float) -> Lookup:
+        def fetch() -> Lookup | None:
+            found = self.lookup_exact(scope, query)
+            return found if found.hit else None
+
+        found = flight.wait(fetch, timeout)
+        outcome = "served" if found is not None else "fallback"
+        metrics.CACHE_SINGLE_FLIGHT.labels(outcome=outcome).inc()
+        return found if found is not None else Lookup(None, None, "single_flight_fallback")
+
+
+def _observe(tier: str, lookup: Lookup, started: float) -> None:
+    metrics.CACHE_LOOKUP_SECONDS.labels(tier=tier).observe(time.perf_counter() - started)
+    result = "hit" if lookup.hit else ("error" if lookup.reason == "error" else "miss")
+    metrics.CACHE_REQUESTS.labels(tier=tier, result=result).inc()
+
+
+def _breaker_metric(state: BreakerState) -> None:
+    metrics.CACHE_BREAKER_STATE.set(0 if state is BreakerState.CLOSED else 1)
+    logger.warning("cache circuit breaker is now %s", state.value)

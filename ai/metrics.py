@@ -1,0 +1,21 @@
+"""The product's Prometheus series (prefix ``saascore_``).
+
+Labels are bounded: tiers, results, backends, reasons — never query text, user
+ids or tenant ids.
+"""
+
+from prometheus_client import Counter, Gauge, Histogram
+
+CACHE_REQUESTS = Counter("saascore_cache_requests_total", "Cache lookups by tier and result.", ["tier", "result"])
+CACHE_LOOKUP_SECONDS = Histogram(
+    "saascore_cache_lookup_seconds",
+    "Time of one cache lookup (Redis round trips and the hit judgement, not the embedding).",
+    ["tier"],
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5),
+)
+CACHE_ERRORS = Counter("saascore_cache_errors_total", "Redis errors met by the cache (answered as misses).", ["op"])
+CACHE_SKIPS = Counter("saascore_cache_skips_total", "Answers not cached, by reason.", ["reason"])
+CACHE_BREAKER_STATE = Gauge(
+    "saascore_cache_circuit_breaker_open", "1 while the cache's Redis circuit breaker is open or half-open."
+)
+CACHE_SINGLE_FLIGHT = Counter("saascore_cache_single_flight_total", "Single-flight outcomes on a miss.", ["outcome"])
