@@ -180,3 +180,29 @@ def test_breaker_half_open_lets_one_probe_through(failure_threshold):
     assert breaker.allow()
     breaker.record_success()
     assert breaker.state is BreakerState.CLOSED and breaker.allow()
+
+
+def test_a_small_pool_under_many_threads_waits_instead_of_failing(tenant_ids, settings):
+    settings.AI = {"REDIS_MAX_CONNECTIONS": 4, "REDIS_POOL_TIMEOUT": 5.0}
+    client = redis_client(f"{settings.REDIS_URL}?db=0")  # a URL of its own: a pool of its own
+    cache = build_cache(client, backend="vectorset")
+    scope = CacheScope(tenant_ids(), "emb")
+    generation = cache.lookup_exact(scope, "q").generation
+    cache.store(scope, generation, CacheEntry(query="q", response="a"), ttl=TTL, vector=vec("q"))
+    results: list[str] = []
+
+    def hammer() -> None:
+        for _ in range(25):
+            found = cache.lookup_exact(scope, "q")
+            results.append(found.reason)
+            found = cache.lookup_semantic(scope, generation, "q", vec("q"), 0.9)
+            results.append(found.reason)
+
+    threads = [threading.Thread(target=hammer) for _ in range(32)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(results) == 32 * 50
+    assert set(results) == {"hit", "similar"}  # no "error": nobody was refused a connection
+    assert client.connection_pool.max_connections == 4
