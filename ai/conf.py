@@ -23,6 +23,15 @@ DEFAULTS: dict[str, Any] = {
     # or {"backend": "openai", "model": ..., "base_url": ..., "api_key_env": ..., "dimensions": ...}.
     "EMBEDDER": {"backend": "local"},
     "EMBEDDING_MEMO_SIZE": 2048,
+    # Providers of the model catalog: where their OpenAI-compatible API is and its key.
+    "PROVIDERS": {
+        "openai": {"base_url_env": "OPENAI_BASE_URL", "api_key_env": "OPENAI_API_KEY"},
+        "anthropic": {"base_url_env": "ANTHROPIC_BASE_URL", "api_key_env": "ANTHROPIC_API_KEY"},
+    },
+    "LLM_TIMEOUT": 30.0,
+    "LLM_MAX_RETRIES": 2,
+    # The LLM router answers within this or the fail-safe decision is used.
+    "ROUTER_LLM_TIMEOUT": 3.0,
     # How long a server capability probe (vector sets, RediSearch) is trusted.
     "REDIS_CAPABILITIES_TTL": 60.0,
 }

@@ -19,3 +19,14 @@ CACHE_BREAKER_STATE = Gauge(
     "saascore_cache_circuit_breaker_open", "1 while the cache's Redis circuit breaker is open or half-open."
 )
 CACHE_SINGLE_FLIGHT = Counter("saascore_cache_single_flight_total", "Single-flight outcomes on a miss.", ["outcome"])
+
+ROUTER_CONFIDENCE = Histogram(
+    "saascore_router_confidence",
+    "Router confidence per decision.",
+    ["source"],
+    buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0),
+)
+ROUTING_DECISIONS = Counter(
+    "saascore_routing_decisions_total", "Routing decisions by model and intent.", ["model", "intent"]
+)
+ROUTER_FAILURES = Counter("saascore_router_failures_total", "LLM router failures answered fail-safe.", ["reason"])

@@ -142,3 +142,39 @@ class TenantOwnedModel(models.Model):
 
     class Meta:
         abstract = True
+
+
+class SharedScopedManager(TenantScopedManager):
+    """Default manager of models whose rows belong to one tenant or to all (tenant NULL).
+
+    Inside ``tenant_scope(t)``, ``objects.all()`` means t's rows and the global
+    ones, as Row-Level Security shows them; global rows are written only inside
+    ``unscoped_scope()``.
+    """
+
+    def get_queryset(self) -> models.QuerySet:
+        scope = _current.get()
+        if isinstance(scope, int):
+            return models.Manager.get_queryset(self).filter(models.Q(tenant_id=scope) | models.Q(tenant__isnull=True))
+        return super().get_queryset()
+
+    def visible_to(self, tenant: object) -> models.QuerySet:
+        """The tenant's own rows and the global ones."""
+        tenant_id = _tenant_pk(tenant)
+        return self.for_tenant(tenant_id) | models.Manager.get_queryset(self).filter(tenant__isnull=True)
+
+    def global_rows(self) -> models.QuerySet:
+        return models.Manager.get_queryset(self).filter(tenant__isnull=True)
+
+
+class TenantOrGlobalModel(models.Model):
+    """Base of tables with per-tenant rows beside global ones (``tenant`` NULL)."""
+
+    tenant = models.ForeignKey(
+        "tenants.Tenant", on_delete=models.CASCADE, related_name="+", db_index=False, null=True, blank=True
+    )
+
+    objects = SharedScopedManager()
+
+    class Meta:
+        abstract = True

@@ -45,3 +45,20 @@ def api_client():
     from rest_framework.test import APIClient
 
     return APIClient()
+
+
+@pytest.fixture(autouse=True)
+def seed_data(request):
+    """Migrations seed the price catalog and the global route table, but a
+    transactional test's flush empties every table: put them back for DB tests."""
+    marker = request.node.get_closest_marker("django_db")
+    if marker is None and not {"db", "transactional_db"} & set(request.fixturenames):
+        return
+    request.getfixturevalue("transactional_db" if marker and marker.kwargs.get("transaction") else "db")
+    from ai.router.table import route_rules_seed
+    from billing.catalog import catalog_seed
+    from tenants.scoping import unscoped_scope
+
+    with unscoped_scope():
+        catalog_seed()
+        route_rules_seed()

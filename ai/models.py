@@ -1,0 +1,6 @@
+"""The ai app's models live beside the code that uses them; Django finds them here."""
+
+from ai.router.models import RouterExample, RouteRule
+from ai.tenant_settings import TenantAISettings
+
+__all__ = ["RouteRule", "RouterExample", "TenantAISettings"]

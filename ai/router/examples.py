@@ -1,0 +1,112 @@
+"""Router examples: writes (with their embeddings) and the per-process example sets.
+
+An example's embedding is recomputed when its text or the embedder changes.
+Each process keeps the example set of a tenant (its own examples plus the
+global ones) in memory and checks every few seconds whether it changed, so an
+operator's edit reaches every worker within seconds without a restart.
+"""
+
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from django.db.models import Count, Max
+
+from ai.embeddings import Embedder, get_embedder
+from ai.router.local import Example, ExampleSet
+from ai.router.models import RouterExample, text_hash
+from tenants.models import Tenant
+from tenants.scoping import tenant_scope, unscoped_scope
+
+REFRESH_SECONDS = 5.0
+
+
+def router_example_save(*, example: RouterExample, embedder: Embedder | None = None) -> RouterExample:
+    """Save an example, embedding its text first if the text or the embedder changed.
+
+    The embedding is computed before the transaction opens (it may be a network call).
+    """
+    embedder = embedder or get_embedder()
+    digest = text_hash(example.text)
+    if example.embedding is None or example.text_hash != digest or example.embedder_id != embedder.id:
+        example.embedding = embedder.embed([example.text.strip()]).vectors[0]
+        example.embedder_id = embedder.id
+        example.text_hash = digest
+    scope = tenant_scope(example.tenant_id) if example.tenant_id else unscoped_scope()
+    with scope:
+        example.full_clean(exclude=["embedding"])
+        example.save()
+    return example
+
+
+def router_examples_reembed(*, embedder: Embedder | None = None, batch: int = 64) -> int:
+    """Embed every example whose embedding is missing or from another embedder. Returns how many."""
+    embedder = embedder or get_embedder()
+    with unscoped_scope():
+        stale = list(RouterExample.objects.unscoped().exclude(embedder_id=embedder.id))
+        stale += list(RouterExample.objects.unscoped().filter(embedder_id=embedder.id, embedding__isnull=True))
+    for start in range(0, len(stale), batch):
+        chunk = stale[start : start + batch]
+        vectors = embedder.embed([e.text.strip() for e in chunk]).vectors
+        with unscoped_scope():
+            for example, vector in zip(chunk, vectors, strict=True):
+                example.embedding, example.embedder_id, example.text_hash = vector, embedder.id, text_hash(example.text)
+                example.save(update_fields=["embedding", "embedder_id", "text_hash", "updated_at"])
+    return len(stale)
+
+
+@dataclass
+class _Cached:
+    fingerprint: tuple
+    checked_at: float
+    examples: ExampleSet
+
+
+_sets: dict[tuple[int | None, str], _Cached] = {}
+_lock = threading.Lock()
+
+
+def _fingerprint(queryset) -> tuple:
+    summary = queryset.aggregate(n=Count("id"), changed=Max("updated_at"))
+    return summary["n"], summary["changed"]
+
+
+def _load(queryset, embedder_id: str) -> ExampleSet:
+    rows = list(
+        queryset.filter(embedder_id=embedder_id, embedding__isnull=False).values_list(
+            "text", "intent", "complexity", "cache_strategy", "tenant_id", "embedding"
+        )
+    )
+    examples = [
+        Example(text, intent, complexity, strategy, "tenant" if tenant else "global")
+        for text, intent, complexity, strategy, tenant, _ in rows
+    ]
+    vectors = np.stack([np.asarray(row[5], dtype=np.float32) for row in rows]) if rows else np.zeros((0, 1), np.float32)
+    return ExampleSet(examples, vectors)
+
+
+def example_set_for(tenant: Tenant | None, embedder_id: str) -> ExampleSet:
+    """The tenant's examples plus the global ones, as of at most REFRESH_SECONDS ago."""
+    key = (tenant.pk if tenant else None, embedder_id)
+    now = time.monotonic()
+    cached = _sets.get(key)
+    if cached and now - cached.checked_at < REFRESH_SECONDS:
+        return cached.examples
+    scope = tenant_scope(tenant) if tenant else unscoped_scope()
+    with scope:
+        queryset = RouterExample.objects.visible_to(tenant) if tenant else RouterExample.objects.global_rows()
+        fingerprint = _fingerprint(queryset)
+        if cached and cached.fingerprint == fingerprint:
+            cached.checked_at = now
+            return cached.examples
+        examples = _load(queryset, embedder_id)
+    with _lock:
+        _sets[key] = _Cached(fingerprint, now, examples)
+    return examples
+
+
+def forget_example_sets() -> None:
+    """Drop every cached set (tests, and after bulk imports in this process)."""
+    with _lock:
+        _sets.clear()

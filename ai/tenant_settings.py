@@ -1,0 +1,62 @@
+"""Each tenant's AI settings: cache, thresholds, router mode. Defaults when unset."""
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.utils import timezone
+
+from tenants.scoping import TenantOwnedModel
+
+
+class TenantAISettings(TenantOwnedModel):
+    class CacheScope(models.TextChoices):
+        TENANT = "tenant", "Whole tenant"
+        USER = "user", "Tenant + end user"
+
+    class RouterMode(models.TextChoices):
+        LOCAL = "local", "Local (few-shot nearest examples)"
+        LLM = "llm", "LLM (structured output)"
+        CASCADE = "cascade", "Local, then LLM when unsure"
+
+    cache_enabled = models.BooleanField(default=True)
+    cache_ttl_seconds = models.PositiveIntegerField(default=86400)
+    cache_scope = models.CharField(max_length=8, choices=CacheScope.choices, default=CacheScope.TENANT)
+    threshold_standard = models.FloatField(default=0.90, help_text="Cosine similarity for a semantic hit.")
+    threshold_strict = models.FloatField(default=0.95, help_text="Used when router confidence is under the floor.")
+    confidence_floor = models.FloatField(default=0.80)
+    router_mode = models.CharField(max_length=8, choices=RouterMode.choices, default=RouterMode.LOCAL)
+    router_llm_model = models.CharField(max_length=100, default="gpt-4o-mini")
+    cascade_threshold = models.FloatField(
+        default=0.60, help_text="Cascade mode asks the LLM router when local confidence is under this."
+    )
+    local_fallback = models.BooleanField(
+        default=True, help_text="End every model chain with the local extractive answerer."
+    )
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "tenant AI settings"
+        verbose_name_plural = "tenant AI settings"
+        constraints = [models.UniqueConstraint(fields=["tenant"], name="tenantaisettings_tenant_uniq")]
+
+    def __str__(self) -> str:
+        return f"AI settings of tenant {self.tenant_id}"
+
+    def clean(self) -> None:
+        if not 0 < self.threshold_standard <= self.threshold_strict <= 1:
+            raise ValidationError("Thresholds must satisfy 0 < standard <= strict <= 1.")
+        for name in ("confidence_floor", "cascade_threshold"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValidationError({name: "Between 0 and 1."})
+
+    def threshold_for(self, confidence: float) -> float:
+        """An unsure router gets the stricter threshold."""
+        return self.threshold_strict if confidence < self.confidence_floor else self.threshold_standard
+
+
+def settings_for(tenant) -> TenantAISettings:
+    """The tenant's saved settings, or the defaults (unsaved) when it has none."""
+    from tenants.scoping import tenant_scope
+
+    with tenant_scope(tenant):
+        found = TenantAISettings.objects.for_tenant(tenant).first()
+    return found or TenantAISettings(tenant=tenant)
