@@ -50,10 +50,10 @@ def load_pairs(path: Path, limit: int | None = None, offset: int = 0) -> list[Pa
     return pairs
 
 
-def pair_similarities(
+def pair_vectors(
     embedder: Embedder, pairs: list[Pair], *, batch: int = 64, progress: Callable[[int, int], None] | None = None
-) -> np.ndarray:
-    """Cosine similarity of each pair, embedding every distinct text once."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors of each pair's two texts, embedding every distinct text once."""
     texts = list(dict.fromkeys(t for p in pairs for t in (p.text_a, p.text_b)))
     index = {text: i for i, text in enumerate(texts)}
     vectors = np.zeros((len(texts), embedder.dim or 1), dtype=np.float32)
@@ -64,20 +64,31 @@ def pair_similarities(
         vectors[start : start + len(chunk)] = chunk
         if progress:
             progress(min(start + batch, len(texts)), len(texts))
-    a = vectors[[index[p.text_a] for p in pairs]]
-    b = vectors[[index[p.text_b] for p in pairs]]
+    return vectors[[index[p.text_a] for p in pairs]], vectors[[index[p.text_b] for p in pairs]]
+
+
+def similarities(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", a, b)
 
 
 def operating_points(
-    judge: HitJudge, pairs: list[Pair], similarities: np.ndarray, thresholds: Iterable[float]
+    judge: HitJudge,
+    pairs: list[Pair],
+    scores: np.ndarray,
+    thresholds: Iterable[float],
+    intents: list[tuple[str, str]] | None = None,
 ) -> list[OperatingPoint]:
+    """One point per threshold; ``intents``: the router's intent for each pair's two texts."""
     labels = np.array([p.label for p in pairs])
+    intents = intents or [(None, None)] * len(pairs)
     positives, negatives = int(labels.sum()), int((1 - labels).sum())
     points = []
     for threshold in thresholds:
         hits = np.array(
-            [judge.judge(p.text_a, p.text_b, float(s), threshold).hit for p, s in zip(pairs, similarities, strict=True)]
+            [
+                judge.judge(p.text_a, p.text_b, float(s), threshold, query_intent=ia, candidate_intent=ib).hit
+                for p, s, (ia, ib) in zip(pairs, scores, intents, strict=True)
+            ]
         )
         correct = int((hits & (labels == 1)).sum())
         false = int((hits & (labels == 0)).sum())

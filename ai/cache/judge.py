@@ -3,7 +3,8 @@ used by the live cache and by ``manage.py eval_cache`` alike.
 
 1. cosine similarity of the two query embeddings >= the caller's threshold;
 2. cheap guards veto pairs that differ in numbers or in negation;
-3. in the borderline band (similarity under ``verify_below``) a verifier, when
+3. optionally, the router must have given both questions the same intent;
+4. in the borderline band (similarity under ``verify_below``) a verifier, when
    configured, must agree: it scores the pair and its score must reach
    ``verifier_min``.
 """
@@ -46,15 +47,27 @@ def guard_veto(query: str, candidate: str) -> str | None:
 @dataclass(frozen=True)
 class HitJudge:
     guards: bool = True
+    require_same_intent: bool = False
     verifier: Verifier | None = None
     verify_below: float = 1.01
     verifier_min: float = 0.5
 
-    def judge(self, query: str, candidate: str, similarity: float, threshold: float) -> Verdict:
+    def judge(
+        self,
+        query: str,
+        candidate: str,
+        similarity: float,
+        threshold: float,
+        *,
+        query_intent: str | None = None,
+        candidate_intent: str | None = None,
+    ) -> Verdict:
         if similarity < threshold:
             return Verdict(False, "below_threshold", similarity)
         if self.guards and (veto := guard_veto(query, candidate)):
             return Verdict(False, veto, similarity)
+        if self.require_same_intent and query_intent and candidate_intent and query_intent != candidate_intent:
+            return Verdict(False, "intent_mismatch", similarity)
         if self.verifier is not None and similarity < self.verify_below:
             score = self.verifier(query, candidate)
             if score < self.verifier_min:

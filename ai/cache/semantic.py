@@ -148,21 +148,29 @@ class SemanticCache:
     # -- semantic tier ------------------------------------------------------------
 
     def lookup_semantic(
-        self, scope: CacheScope, generation: int, query: str, vector: np.ndarray, threshold: float
+        self,
+        scope: CacheScope,
+        generation: int,
+        query: str,
+        vector: np.ndarray,
+        threshold: float,
+        *,
+        intent: str | None = None,
     ) -> Lookup:
+        """The nearest entry the judge accepts; ``intent`` is the router's for this query."""
         if self.index is None:
             return Lookup(None, generation, "no_vector_api")
         started = time.perf_counter()
         lookup = self._call(
             "lookup_semantic",
-            lambda: self._lookup_semantic(scope, generation, query, vector, threshold),
+            lambda: self._lookup_semantic(scope, generation, query, vector, threshold, intent),
             Lookup(None, generation, "error"),
         )
         _observe("semantic", lookup, started)
         return lookup
 
     def _lookup_semantic(
-        self, scope: CacheScope, generation: int, query: str, vector: np.ndarray, threshold: float
+        self, scope: CacheScope, generation: int, query: str, vector: np.ndarray, threshold: float, intent: str | None
     ) -> Lookup:
         members = self.index.search(self.client, scope, generation, vector, self.candidates)
         if not members:
@@ -182,7 +190,9 @@ class SemanticCache:
         best: Verdict | None = None
         for position in np.argsort(-similarities):
             entry, similarity = live[position], float(similarities[position])
-            verdict = self.judge.judge(query, entry.query, similarity, threshold)
+            verdict = self.judge.judge(
+                query, entry.query, similarity, threshold, query_intent=intent, candidate_intent=entry.intent
+            )
             if verdict.hit:
                 return Lookup(
                     CacheHit(entry, "semantic", similarity, threshold), generation, verdict.reason, similarity

@@ -9,7 +9,8 @@ from ai.cache.evaluation import (
     format_table,
     load_pairs,
     operating_points,
-    pair_similarities,
+    pair_vectors,
+    similarities,
     stderr_progress,
 )
 from ai.cache.judge import HitJudge
@@ -18,6 +19,7 @@ from ai.embeddings import build_embedder
 STEPS = {
     "cosine": "cosine similarity only",
     "guards": "cosine + guards (numbers, negation)",
+    "intent": "cosine + guards + the router gives both questions the same intent (starter examples)",
 }
 
 
@@ -50,11 +52,20 @@ class Command(BaseCommand):
         model = _embedder(embedder)
 
         started = time.perf_counter()
-        similarities = pair_similarities(model, pairs, progress=stderr_progress("embedding"))
+        a, b = pair_vectors(model, pairs, progress=stderr_progress("embedding"))
+        scores = similarities(a, b)
         embed_seconds = time.perf_counter() - started
 
-        judges = {"cosine": HitJudge(guards=False), "guards": HitJudge(guards=True)}
-        results = {step: operating_points(judges[step], pairs, similarities, cutoffs) for step in wanted}
+        judges = {
+            "cosine": HitJudge(guards=False),
+            "guards": HitJudge(guards=True),
+            "intent": HitJudge(guards=True, require_same_intent=True),
+        }
+        intents = _router_intents(model, a, b) if "intent" in wanted else None
+        results = {
+            step: operating_points(judges[step], pairs, scores, cutoffs, intents if step == "intent" else None)
+            for step in wanted
+        }
         positives = sum(p.label for p in pairs)
         if json:
             self.stdout.write(
@@ -76,3 +87,19 @@ def _embedder(spec: str):
     if kind == "openai":
         return build_embedder({"backend": "openai", "model": name})
     raise CommandError(f"Unknown embedder {spec!r}")
+
+
+def _router_intents(model, a, b) -> list[tuple[str, str]]:
+    """The local router's intent for both texts of every pair, voting with the starter examples."""
+    from ai.router.io import STARTER_EXAMPLES, parse_lines
+    from ai.router.local import Example, ExampleSet, route_locally
+
+    rows = parse_lines(STARTER_EXAMPLES.read_text().splitlines())
+    examples = ExampleSet(
+        [Example(r["text"], r["intent"], r.get("complexity", "medium")) for r in rows],
+        model.embed([r["text"] for r in rows]).vectors,
+    )
+    return [
+        (str(route_locally(examples, va)[0].intent), str(route_locally(examples, vb)[0].intent))
+        for va, vb in zip(a, b, strict=True)
+    ]

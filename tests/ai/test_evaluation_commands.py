@@ -1,0 +1,68 @@
+"""The evaluation commands run end to end on small files of the same format."""
+
+import io
+import json
+
+import pytest
+from django.core.management import CommandError, call_command
+
+PAIRS = [
+    ("How do I reset my password?", "How can I reset my password?", 1),
+    ("What is the refund policy?", "What is your policy on refunds?", 1),
+    ("How do I learn Python?", "How do I learn Java?", 0),
+    ("Is 5 a prime number?", "Is 7 a prime number?", 0),
+    ("Can I cancel my plan?", "Can I not cancel my plan?", 0),
+    ("Where is the invoice page?", "Where do I find my invoices?", 1),
+]
+
+
+def _write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path
+
+
+def test_eval_cache_scores_every_step(tmp_path):
+    data = _write_jsonl(tmp_path / "pairs.jsonl", [{"text_a": a, "text_b": b, "label": y} for a, b, y in PAIRS])
+    out = io.StringIO()
+    call_command("eval_cache", data=data, thresholds="0.5,0.99", json=True, stdout=out, stderr=io.StringIO())
+    result = json.loads(out.getvalue())
+    assert result["pairs"] == 6 and result["positives"] == 3
+    assert set(result["steps"]) == {"cosine", "guards", "intent"}
+    loose, strict = result["steps"]["cosine"]
+    assert loose["threshold"] == 0.5 and loose["hits"] >= strict["hits"]
+    assert loose["recall"] == 1.0  # every paraphrase is above 0.5
+    guarded = result["steps"]["guards"][0]
+    assert guarded["hits"] < loose["hits"]  # "5 vs 7" and "cancel vs not cancel" are vetoed
+    assert guarded["precision"] >= loose["precision"]
+
+
+def test_eval_cache_refuses_unknown_steps(tmp_path):
+    data = _write_jsonl(tmp_path / "pairs.jsonl", [{"text_a": "a", "text_b": "b", "label": 1}])
+    with pytest.raises(CommandError, match="Unknown steps"):
+        call_command("eval_cache", data=data, steps="cosine,magic")
+
+
+def test_eval_router_reports_accuracy_calibration_and_latency(tmp_path):
+    domains = {"banking": ["balance", "transfer"], "small_talk": ["greeting"], "utility": ["calculator"]}
+    (tmp_path / "domains.json").write_text(json.dumps(domains))
+    train = [
+        ("what is my balance", "balance"), ("how much money do i have", "balance"), ("show account balance", "balance"),
+        ("send money to john", "transfer"), ("transfer 50 dollars", "transfer"), ("move money to savings", "transfer"),
+        ("hello there", "greeting"), ("hi how are you", "greeting"), ("good morning", "greeting"),
+        ("what is 5 times 7", "calculator"), ("add 12 and 30", "calculator"), ("divide 100 by 4", "calculator"),
+        ("who won the game last night", "oos"), ("write me a song", "oos"),
+    ]  # fmt: skip
+    scored = [("what's my account balance", "balance"), ("hey hello", "greeting"), ("multiply 6 by 9", "calculator")]
+    _write_jsonl(tmp_path / "train.jsonl", [{"text": t, "intent": i} for t, i in train])
+    _write_jsonl(tmp_path / "val.jsonl", [{"text": t, "intent": i} for t, i in scored])
+    _write_jsonl(tmp_path / "oos_val.jsonl", [{"text": "what is the plot of hamlet", "intent": "oos"}])
+    out = io.StringIO()
+    call_command(
+        "eval_router", train=tmp_path / "train.jsonl", data=tmp_path / "val.jsonl", per_intent=3, json=True,
+        stdout=out, stderr=io.StringIO(),
+    )  # fmt: skip
+    result = json.loads(out.getvalue())
+    assert result["queries"] == 4 and result["examples"] == 14
+    assert result["per_intent"]["retrieval"]["support"] == 1 and result["per_intent"]["error"]["support"] == 1
+    assert 0 <= result["accuracy"] <= 1 and 0 <= result["expected_calibration_error"] <= 1
+    assert set(result["latency_ms"]) == {"p50", "p95", "p99"}
