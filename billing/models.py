@@ -1,9 +1,11 @@
-"""The price catalog. Usage ledger and budgets arrive with the billing issue."""
+"""The price catalog, the usage ledger, budgets and spend counters."""
 
 from decimal import Decimal
 
 from django.db import models
 from django.utils import timezone
+
+from tenants.scoping import TenantOwnedModel
 
 MILLION = Decimal(1_000_000)
 
@@ -35,3 +37,73 @@ class ModelPrice(models.Model):
 
     def cost(self, input_tokens: int, output_tokens: int) -> Decimal:
         return (self.input_per_million * input_tokens + self.output_per_million * output_tokens) / MILLION
+
+
+class UsageRecord(TenantOwnedModel):
+    """One row per request: append-only, unique on (tenant, request_id), money in NUMERIC.
+
+    ``cost`` is what the request cost (answer + router + embedding calls, at
+    the prices in force when it ran). For a cache hit, ``saved`` is what the
+    original answer's tokens (``saved_*_tokens``) would have cost on the model
+    the router chose for this request.
+    """
+
+    class Source(models.TextChoices):
+        LLM = "llm", "LLM"
+        CACHE_EXACT = "cache_exact", "Cache (exact)"
+        CACHE_SEMANTIC = "cache_semantic", "Cache (semantic)"
+        ERROR = "error", "Error"
+
+    request_id = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+    source = models.CharField(max_length=16, choices=Source.choices)
+    model = models.CharField(max_length=100, blank=True, help_text="The model that answered, or was routed to.")
+    input_tokens = models.PositiveIntegerField(default=0)
+    output_tokens = models.PositiveIntegerField(default=0)
+    router_model = models.CharField(max_length=100, blank=True)
+    router_input_tokens = models.PositiveIntegerField(default=0)
+    router_output_tokens = models.PositiveIntegerField(default=0)
+    embedding_model = models.CharField(max_length=100, blank=True)
+    embedding_tokens = models.PositiveIntegerField(default=0)
+    saved_input_tokens = models.PositiveIntegerField(default=0)
+    saved_output_tokens = models.PositiveIntegerField(default=0)
+    cost = models.DecimalField(max_digits=18, decimal_places=10, default=Decimal(0))
+    saved = models.DecimalField(max_digits=18, decimal_places=10, default=Decimal(0))
+    # For hits: the cached question that answered (never personal data: such answers are not cached).
+    cached_question = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "request_id"], name="usage_tenant_request_uniq")]
+        indexes = [models.Index(fields=["tenant", "created_at"], name="usage_tenant_created_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.request_id} {self.source} ${self.cost}"
+
+
+class TenantBudget(TenantOwnedModel):
+    """Limits of a tenant: requests per minute and monthly spend (None: unlimited)."""
+
+    requests_per_minute = models.PositiveIntegerField(null=True, blank=True, default=600)
+    monthly_spend_limit = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
+    soft_alert_ratio = models.DecimalField(
+        max_digits=4, decimal_places=3, default=Decimal("0.800"), help_text="Alert when spend passes this share."
+    )
+    # The most one request may cost: reserved at admission, settled after.
+    max_request_cost = models.DecimalField(max_digits=10, decimal_places=6, default=Decimal("0.060000"))
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant"], name="tenantbudget_tenant_uniq")]
+
+    def __str__(self) -> str:
+        return f"budget of tenant {self.tenant_id}"
+
+
+class SpendCounter(TenantOwnedModel):
+    """Month-to-date spend, committed and reserved, locked row by row at admission."""
+
+    period = models.CharField(max_length=7, help_text="YYYY-MM (UTC)")
+    committed = models.DecimalField(max_digits=18, decimal_places=10, default=Decimal(0))
+    reserved = models.DecimalField(max_digits=18, decimal_places=10, default=Decimal(0))
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "period"], name="spendcounter_tenant_period_uniq")]

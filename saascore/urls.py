@@ -11,7 +11,10 @@ handler500 = "saascore.api.errors.handler500"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("billing/", include("billing.urls")),
     path("api/v1/", include("tenants.api.urls")),
+    path("api/v1/", include("billing.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("health/live", health.live, name="health-live"),

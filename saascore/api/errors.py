@@ -55,6 +55,12 @@ def _message_and_details(exc: exceptions.APIException) -> tuple[str, object]:
 
 def exception_handler(exc, context):
     """DRF's handler, with our body shape; unexpected exceptions become a logged 500."""
+    from billing.services import AdmissionRefused
+
+    if isinstance(exc, AdmissionRefused):
+        return error_response(
+            exc.status, exc.code, exc.message, exc.details, {"Retry-After": str(max(1, exc.retry_after))}
+        )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

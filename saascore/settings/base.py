@@ -132,7 +132,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/billing/"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -185,6 +186,9 @@ SPECTACULAR_SETTINGS = {
 SAASCORE_DB_APP_ROLE: str | None = None
 # Tests flush tables between transactional tests, which needs TRUNCATE.
 SAASCORE_DB_APP_GRANT_TRUNCATE = False
+
+# Usage rows PostgreSQL could not take wait here (billing/spool.py).
+BILLING_SPOOL_DIR = BASE_DIR / "var" / "spool"
 
 # Where `manage.py demo` writes the demo operator's and tenants' credentials.
 DEMO_CREDENTIALS_FILE = BASE_DIR / "var" / "demo-credentials.json"

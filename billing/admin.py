@@ -1,0 +1,34 @@
+from django.contrib import admin
+
+from billing.models import ModelPrice, TenantBudget, UsageRecord
+from tenants.admin import TenantOwnedAdmin
+
+
+@admin.register(ModelPrice)
+class ModelPriceAdmin(admin.ModelAdmin):
+    list_display = ["model", "provider", "input_per_million", "output_per_million", "effective_from"]
+    list_filter = ["provider", "model"]
+
+    def has_change_permission(self, request, obj=None):
+        return False  # a price change is a new row: history is never rewritten
+
+
+@admin.register(TenantBudget)
+class TenantBudgetAdmin(TenantOwnedAdmin):
+    list_display = ["tenant", "requests_per_minute", "monthly_spend_limit", "soft_alert_ratio", "max_request_cost"]
+
+
+@admin.register(UsageRecord)
+class UsageRecordAdmin(TenantOwnedAdmin):
+    list_display = ["created_at", "tenant", "source", "model", "input_tokens", "output_tokens", "cost", "saved"]
+    list_filter = ["source", "tenant"]
+    date_hierarchy = "created_at"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False  # the ledger is append-only
+
+    def has_delete_permission(self, request, obj=None):
+        return False

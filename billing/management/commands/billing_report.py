@@ -1,0 +1,69 @@
+import calendar
+import json
+from datetime import date
+
+from django.core.management.base import BaseCommand, CommandError
+
+from billing.selectors import roi_report
+from tenants.models import Tenant
+
+
+class Command(BaseCommand):
+    help = "A tenant's month: actual cost against the naive baseline (most expensive route model, no cache)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--tenant", required=True, help="tenant slug")
+        parser.add_argument("--month", required=True, help="YYYY-MM (UTC)")
+        parser.add_argument("--json", action="store_true")
+
+    def handle(self, *args, tenant: str, month: str, json: bool, **options):
+        try:
+            tenant_obj = Tenant.objects.get(slug=tenant)
+        except Tenant.DoesNotExist:
+            raise CommandError(f"No tenant with slug {tenant!r}") from None
+        try:
+            year, number = (int(part) for part in month.split("-"))
+            start = date(year, number, 1)
+        except ValueError:
+            raise CommandError(f"--month must be YYYY-MM, not {month!r}") from None
+        end = date(year, number, calendar.monthrange(year, number)[1])
+        report = roi_report(tenant=tenant_obj, start=start, end=end)
+        if json:
+            self.stdout.write(_json(report))
+        else:
+            self.stdout.write(render(report))
+
+
+def _json(report: dict) -> str:
+    return json.dumps(report, default=str, indent=2)
+
+
+def _money(value) -> str:
+    return f"${value:,.6f}"
+
+
+def render(r: dict) -> str:
+    queries = r["queries"] or 1
+    mix = ", ".join(f"{n / max(r['llm_calls'], 1):.0%} {model}" for model, n in r["model_mix"].items()) or "-"
+    rows = [
+        ("Queries", f"{r['queries']:,}", f"{r['queries']:,}"),
+        (
+            "Served from cache",
+            "0",
+            f"{r['cache_hits']:,} ({r['cache_hits'] / queries:.1%}: {r['hits_exact']:,} exact, "
+            f"{r['hits_semantic']:,} semantic)",
+        ),
+        ("LLM calls", f"{r['queries']:,}", f"{r['llm_calls']:,}"),
+        ("Model mix", f"100% {r['baseline_model']}", mix),
+        ("Tokens", f"{r['baseline_tokens']:,}", f"{r['actual_tokens']:,}"),
+        ("Cost", _money(r["baseline_cost"]), _money(r["actual_cost"])),
+        ("Savings", "", f"{_money(r['savings'])} ({r['savings_ratio']:.1%} of baseline)"),
+        ("  of which cache hits", "", _money(r["cache_saved"])),
+    ]
+    width = max(len(row[1]) for row in rows) + 2
+    lines = [
+        f"Tenant {r['tenant']}, {r['from']} to {r['to']} (UTC)",
+        f"{'':22}{'Baseline (naive RAG)':<{max(width, 22)}}Actual (cache + routing)",
+    ]
+    lines += [f"{label:22}{baseline:<{max(width, 22)}}{actual}" for label, baseline, actual in rows]
+    return "\n".join(lines)

@@ -1,0 +1,122 @@
+"""The tenant billing dashboard (Django templates, session login).
+
+Members see their own tenants only; staff pick any tenant. A tenant the user
+may not see is a 404, as if it did not exist.
+"""
+
+from datetime import date, timedelta
+
+from django import forms
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+
+from billing.api.views import usage_csv
+from billing.charts import horizontal_bars, stacked_bars
+from billing.selectors import month_to_date, top_cached_questions, usage_series, usage_summary
+from tenants.models import Membership, Tenant
+from tenants.scoping import unscoped_scope
+
+
+class RangeForm(forms.Form):
+    start = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="From")
+    end = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}), label="To")
+
+    def range(self) -> tuple[date, date]:
+        default_from, default_to = month_to_date()
+        if not self.is_valid():
+            return default_from, default_to
+        start = self.cleaned_data.get("start") or default_from
+        end = self.cleaned_data.get("end") or default_to
+        if start > end or (end - start).days > 366:
+            return default_from, default_to
+        return start, end
+
+
+def accessible_tenants(user) -> list[Tenant]:
+    """Staff: every tenant. Others: the tenants they are members of (a cross-tenant
+    read of the user's own memberships: a documented use of the escape hatch)."""
+    if user.is_staff:
+        return list(Tenant.objects.all())
+    with unscoped_scope():
+        ids = list(Membership.objects.unscoped().filter(user=user).values_list("tenant_id", flat=True))
+    return list(Tenant.objects.filter(pk__in=ids, active=True))
+
+
+def _tenant(request: HttpRequest) -> tuple[Tenant, list[Tenant]]:
+    tenants = accessible_tenants(request.user)
+    slug = request.GET.get("tenant")
+    chosen = next((t for t in tenants if t.slug == slug), None) if slug else (tenants[0] if tenants else None)
+    if chosen is None:
+        raise Http404("No such tenant.")
+    return chosen, tenants
+
+
+def _days(start: date, end: date) -> list[date]:
+    return [start + timedelta(days=n) for n in range((end - start).days + 1)]
+
+
+@login_required
+def dashboard(request: HttpRequest) -> HttpResponse:
+    tenant, tenants = _tenant(request)
+    form = RangeForm(request.GET)
+    start, end = form.range()
+    summary = usage_summary(tenant=tenant, start=start, end=end)
+    daily = {row["key"]: row for row in usage_series(tenant=tenant, start=start, end=end, group_by="day")}
+    by_source_daily = _daily_by_source(tenant, start, end)
+    days = _days(start, end)
+    labels = [d.strftime("%d %b") for d in days]
+    context = {
+        "tenant": tenant,
+        "tenants": tenants,
+        "form": form,
+        "start": start,
+        "end": end,
+        "summary": summary,
+        "top_questions": top_cached_questions(tenant=tenant, start=start, end=end),
+        "requests_chart": stacked_bars(
+            "Requests per day by source",
+            labels,
+            {
+                s: [by_source_daily.get((d, s), 0) for d in days]
+                for s in ("llm", "cache_exact", "cache_semantic", "error")
+            },
+        ),
+        "spend_chart": stacked_bars(
+            "Spend per day (USD)",
+            labels,
+            {"llm": [float(daily[d]["cost"]) if d in daily else 0.0 for d in days]},
+            fmt=lambda v: f"${v:.4f}",
+        ),
+        "model_chart": horizontal_bars("Model mix (answered by an LLM)", summary["model_mix"]),
+    }
+    return render(request, "billing/dashboard.html", context)
+
+
+def _daily_by_source(tenant: Tenant, start: date, end: date) -> dict[tuple[date, str], int]:
+    from django.db.models import Count
+    from django.db.models.functions import TruncDay
+
+    from billing.selectors import UTC, UsageRecord, day_range
+    from tenants.scoping import tenant_scope
+
+    low, high = day_range(start, end)
+    with tenant_scope(tenant):
+        rows = (
+            UsageRecord.objects.for_tenant(tenant)
+            .filter(created_at__gte=low, created_at__lt=high)
+            .annotate(day=TruncDay("created_at", tzinfo=UTC))
+            .values("day", "source")
+            .annotate(n=Count("id"))
+        )
+        return {(row["day"].date(), row["source"]): row["n"] for row in rows}
+
+
+@login_required
+def dashboard_csv(request: HttpRequest) -> HttpResponse:
+    tenant, _ = _tenant(request)
+    start, end = RangeForm(request.GET).range()
+    series = usage_series(tenant=tenant, start=start, end=end, group_by="day")
+    response = HttpResponse(usage_csv(series, "day"), content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="{tenant.slug}-usage-{start}-{end}.csv"'
+    return response
