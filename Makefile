@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 MANAGE := $(PY) manage.py
 
-.PHONY: run test venv lint format services-start services-stop serve migrate demo clean
+.PHONY: run test venv lint format services-start services-stop serve migrate demo clean browser
 
 $(VENV)/.installed-dev: requirements.txt requirements-models.txt requirements-embedded.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -40,8 +40,14 @@ format: venv
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# Debian's Chromium for the browser tests (Playwright drives it; it never downloads a browser).
+browser:
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
+	  else echo "Browser tests need Debian's chromium: sudo apt-get install chromium" >&2; exit 1; fi; }
+
 # The whole test suite: lint, then pytest against the embedded services it starts.
-test: lint services-start
+test: lint services-start browser
 	$(VENV)/bin/pytest
 
 clean: services-stop
