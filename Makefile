@@ -27,9 +27,12 @@ migrate: services-start
 demo: migrate
 	$(MANAGE) demo
 
-# Set up everything and serve on http://127.0.0.1:8000 (embedded PostgreSQL + Redis).
+# Set up everything and serve on http://127.0.0.1:8000 (embedded PostgreSQL + Redis),
+# with the background worker that ingests documents; Ctrl-C stops both.
 run: demo
 	$(MANAGE) collectstatic --noinput --verbosity 0
+	trap 'kill 0' INT TERM EXIT; \
+	$(MANAGE) db_worker --queue-name default & \
 	DJANGO_SETTINGS_MODULE=saascore.settings.local $(VENV)/bin/gunicorn -c saascore/gunicorn_conf.py saascore.wsgi
 
 lint: venv

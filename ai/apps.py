@@ -12,3 +12,7 @@ class AiConfig(AppConfig):
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(limits=1, user_api="blas")
+
+        from ai.rag import signals
+
+        signals.connect()

@@ -30,3 +30,15 @@ ROUTING_DECISIONS = Counter(
     "saascore_routing_decisions_total", "Routing decisions by model and intent.", ["model", "intent"]
 )
 ROUTER_FAILURES = Counter("saascore_router_failures_total", "LLM router failures answered fail-safe.", ["reason"])
+UPSTREAM_ERRORS = Counter("saascore_upstream_errors_total", "Failed calls to a generation model.", ["model"])
+LLM_TOKENS = Counter(
+    "saascore_llm_tokens_total", "Tokens consumed by generation, by model and direction.", ["model", "direction"]
+)
+COST_USD = Counter("saascore_cost_usd_total", "Cost of answered requests in USD.", ["source"])
+SAVED_USD = Counter("saascore_saved_usd_total", "Cost saved by cache hits in USD.", ["tier"])
+QUERY_SECONDS = Histogram(
+    "saascore_query_seconds",
+    "Query latency by source.",
+    ["source"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)

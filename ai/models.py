@@ -1,6 +1,7 @@
 """The ai app's models live beside the code that uses them; Django finds them here."""
 
+from ai.rag.models import Chunk, Document
 from ai.router.models import RouterExample, RouteRule
 from ai.tenant_settings import TenantAISettings
 
-__all__ = ["RouteRule", "RouterExample", "TenantAISettings"]
+__all__ = ["Chunk", "Document", "RouteRule", "RouterExample", "TenantAISettings"]

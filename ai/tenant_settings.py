@@ -31,6 +31,8 @@ class TenantAISettings(TenantOwnedModel):
     local_fallback = models.BooleanField(
         default=True, help_text="End every model chain with the local extractive answerer."
     )
+    chunk_tokens = models.PositiveIntegerField(default=200, help_text="Chunk size in tokens.")
+    chunk_overlap = models.PositiveIntegerField(default=40, help_text="Tokens shared by consecutive chunks.")
     updated_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -44,6 +46,8 @@ class TenantAISettings(TenantOwnedModel):
     def clean(self) -> None:
         if not 0 < self.threshold_standard <= self.threshold_strict <= 1:
             raise ValidationError("Thresholds must satisfy 0 < standard <= strict <= 1.")
+        if not 20 <= self.chunk_tokens <= 1000 or self.chunk_overlap >= self.chunk_tokens:
+            raise ValidationError("Chunks need 20..1000 tokens and an overlap smaller than the chunk.")
         for name in ("confidence_floor", "cascade_threshold"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValidationError({name: "Between 0 and 1."})

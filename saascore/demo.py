@@ -16,10 +16,12 @@ from tenants.models import Tenant
 from tenants.services import api_key_create, api_key_verify, tenant_create
 
 ADMIN_USERNAME = "admin"
+DEMO_DIR = Path(__file__).resolve().parent.parent / "ai" / "rag" / "demo"
 DEMO_TENANTS = [
     {"slug": "demo", "name": "Acme Cloud (demo)", "plan": Tenant.Plan.PRO},
     {"slug": "demo-bank", "name": "Northwind Bank (demo)", "plan": Tenant.Plan.ENTERPRISE},
 ]
+DEMO_DOCUMENTS = {"demo": "acme_help_centre.jsonl", "demo-bank": "northwind_bank_faq.jsonl"}
 
 
 @dataclass
@@ -52,8 +54,23 @@ def _admin(previous: dict) -> dict:
     return {"username": ADMIN_USERNAME, "password": password}
 
 
+def _documents(tenant: Tenant) -> None:
+    """The tenant's demo documents, ingested now (no worker needed for the demo)."""
+    from ai.rag.ingest import document_ingest, documents_bulk_upsert
+    from ai.rag.models import Document
+    from tenants.scoping import tenant_scope
+
+    rows = [json.loads(line) for line in (DEMO_DIR / DEMO_DOCUMENTS[tenant.slug]).read_text().splitlines() if line]
+    documents_bulk_upsert(tenant=tenant, rows=rows)
+    with tenant_scope(tenant):
+        ids = list(Document.objects.for_tenant(tenant).values_list("id", flat=True))
+    for document_id in ids:
+        document_ingest(tenant_id=tenant.pk, document_id=document_id)
+
+
 def _tenant(spec: dict, previous_keys: dict[str, str]) -> dict:
     tenant = Tenant.objects.filter(slug=spec["slug"]).first() or tenant_create(**spec)
+    _documents(tenant)
     key = previous_keys.get(tenant.slug)
     if not key or api_key_verify(key=key) is None:
         _, key = api_key_create(tenant=tenant, name="demo")

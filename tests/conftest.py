@@ -4,7 +4,9 @@ The test database is created and migrated as the owner role; the tests then run
 as the application role, so Row-Level Security applies to them as in production.
 """
 
+import json
 import os
+from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -62,3 +64,34 @@ def seed_data(request):
     with unscoped_scope():
         catalog_seed()
         route_rules_seed()
+
+
+DEMO_DOCS = Path(__file__).resolve().parents[1] / "ai" / "rag" / "demo" / "acme_help_centre.jsonl"
+
+
+@pytest.fixture
+def helpdesk(transactional_db):
+    """A tenant with the Acme help centre ingested, the starter router examples, and an API key."""
+    from ai.rag.ingest import documents_bulk_upsert
+    from ai.router.examples import forget_example_sets
+    from ai.router.io import STARTER_EXAMPLES, parse_lines, router_examples_import
+    from ai.router.table import forget_route_tables
+    from tests.factories import make_key, make_tenant
+
+    forget_example_sets()
+    forget_route_tables()
+    router_examples_import(rows=parse_lines(STARTER_EXAMPLES.read_text().splitlines()), tenant=None)
+
+    def make(slug=None):
+        tenant = make_tenant(slug=slug)
+        rows = [json.loads(line) for line in DEMO_DOCS.read_text().splitlines()]
+        documents_bulk_upsert(tenant=tenant, rows=rows)
+        _, key = make_key(tenant)
+        return tenant, key
+
+    yield make
+    from ai.router.examples import forget_example_sets
+    from ai.router.table import forget_route_tables
+
+    forget_example_sets()
+    forget_route_tables()

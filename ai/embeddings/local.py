@@ -78,6 +78,18 @@ class OnnxEmbedder:
         tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")  # noqa: S106 (a token, not a password)
         tokenizer.enable_truncation(max_length=model.max_tokens)
         self._tokenizer = tokenizer
+        # A second tokenizer without truncation or padding, for chunking and counting.
+        counter = Tokenizer.from_file(str(package_file(*model.tokenizer)))
+        counter.no_padding()
+        counter.no_truncation()
+        self._counter = counter
+
+    def token_spans(self, text: str) -> list[tuple[int, int]]:
+        """Character spans of the text's tokens (no special tokens), for chunking."""
+        return [span for span in self._counter.encode(text, add_special_tokens=False).offsets if span != (0, 0)]
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._counter.encode(text, add_special_tokens=False).ids)
 
     def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Token ids and attention mask, padded to the longest text."""

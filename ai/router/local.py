@@ -69,17 +69,35 @@ class Calibrator:
 
     @classmethod
     def fit(cls, features: np.ndarray, correct: np.ndarray, iterations: int = 50, l2: float = 1e-3) -> "Calibrator":
-        """Newton's method on the logistic log-likelihood (a few parameters, no dependency)."""
-        coef = np.zeros(features.shape[1])
-        for _ in range(iterations):
-            p = 1.0 / (1.0 + np.exp(-features @ coef))
-            gradient = features.T @ (p - correct) + l2 * coef
-            hessian = (features * (p * (1 - p))[:, None]).T @ features + l2 * np.eye(len(coef))
-            step = np.linalg.solve(hessian, gradient)
-            coef -= step
-            if np.abs(step).max() < 1e-8:
-                break
-        return cls(coef)
+        """Logistic regression by Newton's method, with the vote features' weights kept >= 0.
+
+        More agreement, a nearer example or a wider margin must never lower the
+        confidence, also outside the range leave-one-out saw (an exact match of
+        an example is nearer than any example is to another): a feature that
+        fits with a negative weight is dropped and the rest refitted.
+        """
+        active = np.ones(features.shape[1], dtype=bool)
+        while True:
+            coef = np.zeros(features.shape[1])
+            coef[active] = _newton(features[:, active], correct, iterations, l2)
+            negative = active & (coef < 0)
+            negative[-1] = False  # the intercept may be anything
+            if not negative.any():
+                return cls(coef)
+            active &= ~negative
+
+
+def _newton(features: np.ndarray, correct: np.ndarray, iterations: int, l2: float) -> np.ndarray:
+    coef = np.zeros(features.shape[1])
+    for _ in range(iterations):
+        p = 1.0 / (1.0 + np.exp(-features @ coef))
+        gradient = features.T @ (p - correct) + l2 * coef
+        hessian = (features * (p * (1 - p))[:, None]).T @ features + l2 * np.eye(len(coef))
+        step = np.linalg.solve(hessian, gradient)
+        coef -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return coef
 
 
 class ExampleSet:

@@ -48,6 +48,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "django_tasks",
+    "django_tasks_db",
     "tenants",
     "ai",
     "billing",
@@ -192,6 +194,10 @@ BILLING_SPOOL_DIR = BASE_DIR / "var" / "spool"
 
 # Where `manage.py demo` writes the demo operator's and tenants' credentials.
 DEMO_CREDENTIALS_FILE = BASE_DIR / "var" / "demo-credentials.json"
+
+# Background jobs (document ingestion): Django's task API, a database queue,
+# run by `python manage.py db_worker`. Tests and the demo run tasks at once.
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 
 LOGGING = {
     "version": 1,

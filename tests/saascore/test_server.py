@@ -1,5 +1,7 @@
 """The product as `make run` serves it: gunicorn with gthread workers, over real HTTP."""
 
+import json
+
 import pytest
 
 from tests.factories import make_key, make_tenant
@@ -27,3 +29,21 @@ def test_gunicorn_serves_health_and_the_api():
             "PATCH", f"{base}/api/v1/keys/{api_key.pk}", {**headers, "Content-Type": "application/json"}, b"{broken"
         )
         assert status == 400 and body["error"]["code"] == "malformed_request"
+
+
+def test_queries_over_real_http_miss_then_hit_per_tenant(helpdesk):
+    """The whole product under gunicorn: a miss, an exact hit, a semantic hit, and no hit for another tenant."""
+    _, key = helpdesk()
+    _, other_key = helpdesk()
+
+    def ask(base, api_key, query):
+        headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
+        return http("POST", f"{base}/api/v1/ai/query", headers, json.dumps({"query": query}).encode())
+
+    with gunicorn() as base:
+        status, headers, body = ask(base, key, "How do I set up two-factor authentication?")
+        assert status == 200 and body["source"] == "llm" and headers["X-Cache"] == "MISS", body
+        assert ask(base, key, "how do i set up two-factor authentication")[1]["X-Cache"] == "HIT-EXACT"
+        assert ask(base, key, "How can I set up two-factor authentication?")[1]["X-Cache"] == "HIT-SEMANTIC"
+        status, headers, body = ask(base, other_key, "How do I set up two-factor authentication?")
+        assert status == 200 and body["source"] == "llm"

@@ -16,4 +16,7 @@ class Command(BaseCommand):
             self.stdout.write(f"Tenant: {tenant['slug']:10} API key {tenant['api_key']}")
         self.stdout.write(f"(also in {credentials_path()})")
         first = credentials.tenants[0]["api_key"]
-        self.stdout.write(f'Try:    curl -H "Authorization: Bearer {first}" http://127.0.0.1:8000/api/v1/tenant')
+        self.stdout.write(
+            f'Try:    curl -H "Authorization: Bearer {first}" -H "Content-Type: application/json" '
+            """-d '{"query": "How do I reset my password?"}' http://127.0.0.1:8000/api/v1/ai/query"""
+        )

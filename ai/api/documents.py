@@ -1,0 +1,139 @@
+"""The tenant's documents: create, list, read, update, delete, and bulk upload as JSON lines."""
+
+import json
+
+from django.db import IntegrityError
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.parsers import BaseParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from ai.rag.ingest import document_create, document_delete, document_update, documents_bulk_upsert
+from ai.rag.models import Document
+from ai.rag.selectors import document_get, document_list
+from tenants.authentication import request_tenant
+
+MAX_BULK_DOCUMENTS = 1000
+
+
+class DocumentInputSerializer(serializers.Serializer):
+    title = serializers.CharField(max_length=300)
+    content = serializers.CharField(max_length=200_000)
+    source = serializers.CharField(max_length=1000, required=False, allow_blank=True, default="")
+
+
+class DocumentOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    title = serializers.CharField()
+    source = serializers.CharField()
+    status = serializers.ChoiceField(choices=Document.Status.choices)
+    error = serializers.CharField()
+    chunk_count = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+
+class DocumentDetailOutputSerializer(DocumentOutputSerializer):
+    content = serializers.CharField()
+
+
+def _conflict(title: str) -> Response:
+    from saascore.api.errors import error_response
+
+    return error_response(409, "conflict", f"A document titled {title!r} already exists.", {"title": title})
+
+
+class DocumentListApi(APIView):
+    @extend_schema(
+        responses=DocumentOutputSerializer(many=True),
+        parameters=[OpenApiParameter("limit", int), OpenApiParameter("offset", int)],
+        summary="The tenant's documents, newest first (X-Total-Count has the total)",
+    )
+    def get(self, request):
+        page = _Page(data=request.query_params)
+        page.is_valid(raise_exception=True)
+        total, documents = document_list(tenant=request_tenant(request), **page.validated_data)
+        return Response(DocumentOutputSerializer(documents, many=True).data, headers={"X-Total-Count": str(total)})
+
+    @extend_schema(request=DocumentInputSerializer, responses={201: DocumentDetailOutputSerializer})
+    def post(self, request):
+        serializer = DocumentInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            document = document_create(tenant=request_tenant(request), **serializer.validated_data)
+        except IntegrityError:
+            return _conflict(serializer.validated_data["title"])
+        document = document_get(tenant=request_tenant(request), document_id=document.pk)
+        return Response(DocumentDetailOutputSerializer(document).data, status=status.HTTP_201_CREATED)
+
+
+class _Page(serializers.Serializer):
+    limit = serializers.IntegerField(min_value=1, max_value=500, default=100)
+    offset = serializers.IntegerField(min_value=0, default=0)
+
+
+class DocumentDetailApi(APIView):
+    @extend_schema(responses=DocumentDetailOutputSerializer)
+    def get(self, request, document_id: int):
+        document = document_get(tenant=request_tenant(request), document_id=document_id)
+        return Response(DocumentDetailOutputSerializer(document).data)
+
+    @extend_schema(request=DocumentInputSerializer(partial=True), responses=DocumentDetailOutputSerializer)
+    def patch(self, request, document_id: int):
+        serializer = DocumentInputSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        tenant = request_tenant(request)
+        try:
+            document_update(tenant=tenant, document_id=document_id, **serializer.validated_data)
+        except IntegrityError:
+            return _conflict(serializer.validated_data.get("title", ""))
+        return Response(DocumentDetailOutputSerializer(document_get(tenant=tenant, document_id=document_id)).data)
+
+    def delete(self, request, document_id: int):
+        document_delete(tenant=request_tenant(request), document_id=document_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class JsonLinesParser(BaseParser):
+    media_type = "application/x-ndjson"
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        from rest_framework.exceptions import ParseError
+
+        rows = []
+        for number, line in enumerate(stream.read().decode("utf-8", errors="strict").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except ValueError as exc:
+                raise ParseError(f"line {number}: {exc}") from exc
+        return rows
+
+
+class DocumentBulkApi(APIView):
+    parser_classes = [JsonLinesParser]
+
+    @extend_schema(
+        request={"application/x-ndjson": {"type": "string"}},
+        responses={200: dict},
+        summary="Create or update documents by title from JSON lines {title, content, source}",
+    )
+    def post(self, request):
+        rows = request.data
+        if not isinstance(rows, list) or not rows:
+            raise serializers.ValidationError({"body": "one JSON object per line, at least one"})
+        if len(rows) > MAX_BULK_DOCUMENTS:
+            raise serializers.ValidationError({"body": f"at most {MAX_BULK_DOCUMENTS} documents per upload"})
+        errors, clean = {}, []
+        for number, row in enumerate(rows, 1):
+            serializer = DocumentInputSerializer(data=row if isinstance(row, dict) else {})
+            if serializer.is_valid():
+                clean.append(serializer.validated_data)
+            else:
+                errors[f"line {number}"] = serializer.errors
+        if errors:
+            raise serializers.ValidationError(errors)  # all or nothing: a bad line saves nothing
+        created, updated = documents_bulk_upsert(tenant=request_tenant(request), rows=clean)
+        return Response({"created": created, "updated": updated})

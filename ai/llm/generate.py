@@ -1,0 +1,103 @@
+"""Answer with the routed model, then its fallbacks in order.
+
+A model whose provider has no credentials is skipped. The local extractive
+answerer ends every chain unless the tenant turned that off, so the gateway
+answers with no API key at all. The result names the model that really answered.
+"""
+
+import logging
+from dataclasses import dataclass, field
+
+import openai
+
+from ai import metrics
+from ai.embeddings.local import local_embedder
+from ai.llm.extractive import MODEL as LOCAL_MODEL
+from ai.llm.extractive import extract_answer
+from ai.llm.providers import provider_client
+from ai.rag.retrieval import RetrievedChunk
+from billing.selectors import price_at
+
+logger = logging.getLogger("saascore.llm")
+
+SYSTEM_PROMPT = (
+    "You are a help-desk assistant. Answer the user's question using only the numbered context passages. "
+    "If they do not contain the answer, say you don't know. Be concise."
+)
+MAX_OUTPUT_TOKENS = 500
+
+
+class UpstreamFailed(Exception):
+    def __init__(self, attempts: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{model}: {reason}" for model, reason in attempts) or "no model could answer")
+        self.attempts = attempts
+
+
+@dataclass
+class Generation:
+    text: str
+    model: str
+    input_tokens: int
+    output_tokens: int
+    used: list[RetrievedChunk]
+    attempts: list[tuple[str, str]] = field(default_factory=list)
+
+
+def model_chain(model: str, fallbacks: tuple[str, ...], *, local_fallback: bool) -> list[str]:
+    chain = list(dict.fromkeys([model, *fallbacks]))
+    if local_fallback and LOCAL_MODEL not in chain:
+        chain.append(LOCAL_MODEL)
+    return chain
+
+
+def _messages(query: str, chunks: list[RetrievedChunk]) -> list[dict]:
+    context = "\n\n".join(f"[{n}] {c.title}\n{c.text}" for n, c in enumerate(chunks, 1)) or "(no passages)"
+    return [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": f"Context:\n{context}\n\nQuestion: {query}"},
+    ]
+
+
+def _local(query: str, chunks: list[RetrievedChunk]) -> Generation:
+    extract = extract_answer(query, chunks)
+    embedder = local_embedder()
+    prompt_tokens = embedder.count_tokens(query) + sum(c.token_count for c in chunks)
+    return Generation(extract.text, LOCAL_MODEL, prompt_tokens, embedder.count_tokens(extract.text), extract.used)
+
+
+def _remote(client: openai.OpenAI, model: str, query: str, chunks: list[RetrievedChunk]) -> Generation:
+    completion = client.chat.completions.create(
+        model=model, messages=_messages(query, chunks), max_tokens=MAX_OUTPUT_TOKENS, temperature=0.2
+    )
+    text = (completion.choices[0].message.content or "").strip()
+    if not text:
+        raise ValueError("empty answer")
+    usage = completion.usage
+    return Generation(
+        text, model, usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else 0, list(chunks)
+    )
+
+
+def generate(*, query: str, chunks: list[RetrievedChunk], chain: list[str]) -> Generation:
+    attempts: list[tuple[str, str]] = []
+    for model in chain:
+        if model == LOCAL_MODEL:
+            result = _local(query, chunks)
+            result.attempts = attempts
+            return result
+        price = price_at(model=model)
+        client = provider_client(price.provider) if price else None
+        if client is None:
+            attempts.append((model, "no credentials"))
+            continue
+        try:
+            result = _remote(client, model, query, chunks)
+        except (openai.APIError, ValueError, IndexError, AttributeError) as exc:
+            reason = f"{type(exc).__name__}: {str(exc)[:160]}"
+            attempts.append((model, reason))
+            metrics.UPSTREAM_ERRORS.labels(model=model).inc()
+            logger.warning("model %s failed, trying the next: %s", model, reason)
+            continue
+        result.attempts = attempts
+        return result
+    raise UpstreamFailed(attempts)

@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+
+from ai.rag.chunking import chunk_text
+from ai.rag.ingest import document_create, document_ingest, document_update
+from ai.rag.models import Chunk, Document
+from ai.rag.retrieval import retrieve
+from tenants.scoping import tenant_scope
+from tests.factories import make_tenant
+
+pytestmark = pytest.mark.django_db
+
+
+def test_chunks_are_token_windows_with_overlap():
+    text = " ".join(f"word{n}" for n in range(300))
+    chunks = chunk_text(text, size=50, overlap=10)
+    assert [c.token_count for c in chunks][:-1] == [50] * (len(chunks) - 1)
+    first, second = chunks[0].text.split(), chunks[1].text.split()
+    assert first[-2:] == second[:2] or set(first) & set(second)  # consecutive chunks share text
+    assert chunks[0].text.startswith("word0") and chunks[-1].text.endswith("word299")
+
+
+def test_ingestion_chunks_embeds_and_skips_unchanged_content(django_capture_on_commit_callbacks):
+    tenant = make_tenant()
+    with django_capture_on_commit_callbacks(execute=True):  # the ingestion task, run at once in tests
+        document = document_create(tenant=tenant, title="Refunds", content="Refunds are possible within 30 days. " * 40)
+    with tenant_scope(tenant):
+        document.refresh_from_db()
+        chunks = list(Chunk.objects.for_tenant(tenant).filter(document=document))
+    assert document.status == Document.Status.READY and document.chunk_count == len(chunks) > 1
+    ids = {c.pk for c in chunks}
+    assert document_ingest(tenant_id=tenant.pk, document_id=document.pk).chunk_count == len(chunks)
+    with tenant_scope(tenant):
+        assert {c.pk for c in Chunk.objects.for_tenant(tenant).filter(document=document)} == ids  # untouched
+    with django_capture_on_commit_callbacks(execute=True):
+        document_update(tenant=tenant, document_id=document.pk, content="Refunds are no longer offered.")
+    with tenant_scope(tenant):
+        texts = list(Chunk.objects.for_tenant(tenant).filter(document=document).values_list("text", flat=True))
+    assert len(texts) == 1 and "no longer" in texts[0]
+
+
+def test_a_small_tenant_beside_a_large_one_still_gets_k_results_with_high_recall():
+    big, small = make_tenant(), make_tenant()
+    rng = np.random.default_rng(3)
+
+    def add(tenant, count):
+        vectors = rng.standard_normal((count, 384)).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        with tenant_scope(tenant):
+            document = Document.objects.for_tenant(tenant).create(
+                tenant=tenant, title="d", content="x", content_hash="h"
+            )
+            Chunk.objects.for_tenant(tenant).bulk_create(
+                [
+                    Chunk(
+                        tenant=tenant,
+                        document=document,
+                        position=i,
+                        text=f"c{i}",
+                        token_count=1,
+                        embedding=v,
+                        embedder_id="e",
+                    )
+                    for i, v in enumerate(vectors)
+                ]
+            )
+        return vectors
+
+    add(big, 4000)
+    small_vectors = add(small, 40)
+    recalls = []
+    for query in rng.standard_normal((20, 384)).astype(np.float32):
+        query /= np.linalg.norm(query)
+        found = retrieve(tenant=small, vector=query, k=10)
+        assert len(found) == 10 and all(c.title == "d" for c in found)
+        exact = set(np.argsort(-(small_vectors @ query))[:10])
+        recalls.append(len(exact & {c.position for c in found}) / 10)
+    assert np.mean(recalls) >= 0.95
