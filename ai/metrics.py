@@ -42,3 +42,4 @@ QUERY_SECONDS = Histogram(
     ["source"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+BUDGET_ALERTS = Counter("saascore_budget_soft_alerts_total", "Tenants passing their soft spend alert threshold.")

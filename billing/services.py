@@ -21,6 +21,7 @@ from decimal import Decimal
 import redis
 from django.db import DatabaseError, InterfaceError, OperationalError
 
+from ai import metrics
 from billing.models import SpendCounter, TenantBudget, UsageRecord
 from billing.pricing import ZERO, cost_of
 from billing.spool import drain, spool
@@ -221,6 +222,34 @@ def settle(*, admission: Admission, cost: Decimal) -> None:
     """Replace the admission's reservation by what the request really cost."""
     with tenant_scope(admission.tenant_id):
         counter = SpendCounter.objects.for_tenant(admission.tenant_id).select_for_update().get(period=admission.period)
+        before = counter.committed
         counter.reserved = max(ZERO, counter.reserved - admission.reserved)
         counter.committed += cost
         counter.save(update_fields=["reserved", "committed"])
+        budget = TenantBudget.objects.for_tenant(admission.tenant_id).first()
+    if budget and budget.monthly_spend_limit:
+        alert_at = budget.monthly_spend_limit * budget.soft_alert_ratio
+        if before < alert_at <= counter.committed:
+            metrics.BUDGET_ALERTS.inc()
+            logger.warning(
+                "tenant %s passed %s of its monthly spend limit: $%s of $%s",
+                admission.tenant_id,
+                budget.soft_alert_ratio,
+                counter.committed,
+                budget.monthly_spend_limit,
+            )
+
+
+def budget_status(*, tenant: Tenant, now: datetime | None = None) -> dict:
+    """This month's spend against the tenant's limit, for the API and the dashboard."""
+    budget = budget_for(tenant)
+    with tenant_scope(tenant):
+        counter = SpendCounter.objects.for_tenant(tenant).filter(period=_period(now or datetime.now(UTC))).first()
+    spent = counter.committed if counter else ZERO
+    limit = budget.monthly_spend_limit
+    return {
+        "monthly_spend_limit_usd": None if limit is None else str(limit),
+        "spent_usd": str(spent.quantize(Decimal("0.000001"))),
+        "soft_alert": bool(limit and spent >= limit * budget.soft_alert_ratio),
+        "requests_per_minute": budget.requests_per_minute,
+    }

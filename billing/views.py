@@ -14,6 +14,7 @@ from django.shortcuts import render
 from billing.api.views import usage_csv
 from billing.charts import horizontal_bars, stacked_bars
 from billing.selectors import month_to_date, top_cached_questions, usage_series, usage_summary
+from billing.services import budget_status
 from tenants.models import Membership, Tenant
 from tenants.scoping import unscoped_scope
 
@@ -74,6 +75,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "end": end,
         "summary": summary,
         "top_questions": top_cached_questions(tenant=tenant, start=start, end=end),
+        "budget": budget_status(tenant=tenant),
         "requests_chart": stacked_bars(
             "Requests per day by source",
             labels,

@@ -93,14 +93,21 @@ def example_set_for(tenant: Tenant | None, embedder_id: str) -> ExampleSet:
     cached = _sets.get(key)
     if cached and now - cached.checked_at < REFRESH_SECONDS:
         return cached.examples
-    scope = tenant_scope(tenant) if tenant else unscoped_scope()
-    with scope:
-        queryset = RouterExample.objects.visible_to(tenant) if tenant else RouterExample.objects.global_rows()
-        fingerprint = _fingerprint(queryset)
+
+    def visible():
+        return RouterExample.objects.visible_to(tenant) if tenant else RouterExample.objects.global_rows()
+
+    with tenant_scope(tenant) if tenant else unscoped_scope():
+        fingerprint = _fingerprint(visible())
         if cached and cached.fingerprint == fingerprint:
             cached.checked_at = now
             return cached.examples
-        examples = _load(queryset, embedder_id)
+        stale = visible().exclude(embedder_id=embedder_id).exists()
+    if stale:  # the embedder changed: embed again (outside any transaction), then load
+        router_examples_reembed()
+    with tenant_scope(tenant) if tenant else unscoped_scope():
+        fingerprint = _fingerprint(visible())
+        examples = _load(visible(), embedder_id)
     with _lock:
         _sets[key] = _Cached(fingerprint, now, examples)
     return examples

@@ -11,6 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing.selectors import GROUPS, month_to_date, usage_series, usage_summary
+from billing.services import budget_status
 from tenants.authentication import request_tenant
 
 MAX_RANGE_DAYS = 366
@@ -60,6 +61,7 @@ class TotalsSerializer(serializers.Serializer):
 class SummarySerializer(TotalsSerializer):
     start = serializers.DateField(source="from")
     to = serializers.DateField()
+    budget = serializers.DictField(help_text="monthly_spend_limit_usd, spent_usd, soft_alert, requests_per_minute")
     by_source = serializers.DictField(child=serializers.IntegerField())
     model_mix = serializers.DictField(child=serializers.IntegerField())
 
@@ -80,7 +82,9 @@ class BillingSummaryApi(APIView):
         period = RangeSerializer(data=request.query_params)
         period.is_valid(raise_exception=True)
         data = period.validated_data
-        summary = usage_summary(tenant=request_tenant(request), start=data["start"], end=data["end"])
+        tenant = request_tenant(request)
+        summary = usage_summary(tenant=tenant, start=data["start"], end=data["end"])
+        summary["budget"] = budget_status(tenant=tenant)
         return Response(SummarySerializer(summary).data)
 
 

@@ -90,3 +90,22 @@ def test_without_a_spend_limit_nothing_is_reserved():
     tenant = make_tenant()
     admission = admit(tenant=tenant, now=NOW)
     assert admission.reserved == 0
+
+
+@pytest.mark.django_db
+def test_passing_the_soft_alert_threshold_is_logged_once_and_shown(caplog, api_client):
+    from tests.factories import auth, make_key
+
+    tenant = make_tenant()
+    _budget(tenant, monthly_spend_limit=Decimal("1.00"), soft_alert_ratio=Decimal("0.5"), requests_per_minute=None)
+    now = datetime.now(UTC)
+    settle(admission=admit(tenant=tenant, now=now), cost=Decimal("0.30"))
+    assert "passed" not in caplog.text
+    settle(admission=admit(tenant=tenant, now=now), cost=Decimal("0.30"))
+    settle(admission=admit(tenant=tenant, now=now), cost=Decimal("0.10"))
+    assert caplog.text.count("of its monthly spend limit") == 1
+    _, key = make_key(tenant)
+    budget = api_client.get("/api/v1/billing/summary", **auth(key)).json()["budget"]
+    assert budget == {
+        "monthly_spend_limit_usd": "1.0000", "spent_usd": "0.700000", "soft_alert": True, "requests_per_minute": None,
+    }  # fmt: skip

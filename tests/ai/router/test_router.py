@@ -193,3 +193,15 @@ def test_route_command_prints_the_decision_and_neighbours(starter_examples):
     call_command("route", "What payment methods do you take?", tenant="acme", stdout=out)
     text = out.getvalue()
     assert "intent retrieval" in text and "nearest examples:" in text and "What payment methods do you accept?" in text
+
+
+def test_examples_embedded_by_another_embedder_are_embedded_again_when_loaded(starter_examples):
+    tenant = make_tenant()
+    row = {"text": "quarterly flux capacitor audit", "intent": "analysis", "complexity": "high"}
+    router_examples_import(rows=[row], tenant=tenant)
+    with tenant_scope(tenant):
+        RouterExample.objects.for_tenant(tenant).update(embedder_id="old-embedder", embedding=[0.0] * 384)
+    decision = route(tenant, "quarterly flux capacitor audit")
+    assert decision.neighbours[0].text == "quarterly flux capacitor audit" and decision.neighbours[0].similarity > 0.99
+    with tenant_scope(tenant):
+        assert RouterExample.objects.for_tenant(tenant).get().embedder_id == get_embedder().id
