@@ -32,3 +32,28 @@ def test_creating_a_key_in_the_admin_shows_it_once_and_stores_its_hash(staff_cli
     with tenant_scope(tenant):
         stored = ApiKey.objects.for_tenant(tenant).get(name="from-admin")
     assert stored.hashed_key != key and key.startswith(f"sc_{tenant.pk}_")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/admin/ai/tenantaisettings/", "/admin/ai/routerexample/", "/admin/ai/routerule/", "/admin/ai/document/",
+        "/admin/billing/modelprice/", "/admin/billing/usagerecord/", "/admin/billing/tenantbudget/",
+        "/admin/ai/routerexample/add/", "/admin/ai/tenantaisettings/add/",
+    ],
+)  # fmt: skip
+def test_operator_pages_render(staff_client, url):
+    assert staff_client.get(url).status_code == 200
+
+
+def test_invalid_thresholds_are_refused_in_the_admin(staff_client):
+    tenant = make_tenant()
+    form = {
+        "tenant": tenant.pk, "cache_enabled": "on", "cache_scope": "tenant", "cache_ttl_seconds": 3600,
+        "threshold_standard": 0.97, "threshold_strict": 0.9, "confidence_floor": 0.8, "router_mode": "local",
+        "router_llm_model": "gpt-4o-mini", "cascade_threshold": 0.6, "chunk_tokens": 200, "chunk_overlap": 40,
+    }  # fmt: skip
+    response = staff_client.post("/admin/ai/tenantaisettings/add/", form)
+    assert response.status_code == 200 and "0 &lt; standard &lt;= strict &lt;= 1" in response.content.decode()
+    form["threshold_standard"] = 0.88
+    assert staff_client.post("/admin/ai/tenantaisettings/add/", form).status_code == 302
