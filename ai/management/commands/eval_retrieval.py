@@ -5,8 +5,8 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from ai.embeddings import get_embedder
-from ai.management.commands.load_router_examples import _tenant
 from ai.rag.retrieval import retrieve
+from saascore.commands import tenant_from_slug
 
 
 class Command(BaseCommand):
@@ -23,7 +23,7 @@ class Command(BaseCommand):
     def handle(self, *args, data: Path, tenant: str, query_field, title_field, k, json, **options):
         if not data.exists():
             raise CommandError(f"No such file: {data}")
-        tenant_obj = _tenant(tenant)
+        tenant_obj = tenant_from_slug(tenant)
         rows = [json_module.loads(line) for line in data.read_text().splitlines() if line.strip()]
         embedder = get_embedder()
         ranks = []

@@ -2,8 +2,8 @@ import json
 
 from django.core.management.base import BaseCommand
 
-from ai.management.commands.load_router_examples import _tenant
 from ai.router.io import router_examples_export
+from saascore.commands import tenant_from_slug
 
 
 class Command(BaseCommand):
@@ -13,5 +13,5 @@ class Command(BaseCommand):
         parser.add_argument("--tenant", help="tenant slug (default: global examples)")
 
     def handle(self, *args, tenant: str | None, **options):
-        for row in router_examples_export(tenant=_tenant(tenant)):
+        for row in router_examples_export(tenant=tenant_from_slug(tenant)):
             self.stdout.write(json.dumps(row))

@@ -4,9 +4,9 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from ai.management.commands.load_router_examples import _tenant
 from ai.rag.ingest import document_ingest, documents_bulk_upsert
 from ai.rag.models import Document
+from saascore.commands import tenant_from_slug
 from tenants.scoping import tenant_scope
 
 
@@ -24,7 +24,7 @@ class Command(BaseCommand):
     def handle(self, *args, file: Path, tenant: str, text_field, title_field, source_field, limit, **options):
         if not file.exists():
             raise CommandError(f"No such file: {file}")
-        tenant_obj = _tenant(tenant)
+        tenant_obj = tenant_from_slug(tenant)
         rows = []
         for number, line in enumerate(file.read_text().splitlines(), 1):
             if not line.strip():
@@ -41,7 +41,7 @@ class Command(BaseCommand):
                 break
         created, updated = documents_bulk_upsert(tenant=tenant_obj, rows=rows)
         with tenant_scope(tenant_obj):
-            ids = list(Document.objects.for_tenant(tenant_obj).values_list("id", flat=True))
+            ids = list(Document.objects.fortenant_from_slug(tenant_obj).values_list("id", flat=True))
         for done, document_id in enumerate(ids, 1):
             document_ingest(tenant_id=tenant_obj.pk, document_id=document_id)
             if done % 25 == 0 or done == len(ids):

@@ -5,7 +5,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from ai.router.io import STARTER_EXAMPLES, parse_lines, router_examples_import
-from tenants.models import Tenant
+from saascore.commands import tenant_from_slug
 
 
 class Command(BaseCommand):
@@ -16,7 +16,7 @@ class Command(BaseCommand):
         parser.add_argument("--tenant", help="tenant slug (default: global examples)")
 
     def handle(self, *args, file: Path, tenant: str | None, **options):
-        tenant_obj = _tenant(tenant)
+        tenant_obj = tenant_from_slug(tenant)
         lines = sys.stdin if str(file) == "-" else _read(file)
         try:
             rows = parse_lines(lines)
@@ -31,12 +31,3 @@ def _read(file: Path) -> list[str]:
     if not file.exists():
         raise CommandError(f"No such file: {file}")
     return file.read_text().splitlines()
-
-
-def _tenant(slug: str | None) -> Tenant | None:
-    if slug is None:
-        return None
-    try:
-        return Tenant.objects.get(slug=slug)
-    except Tenant.DoesNotExist:
-        raise CommandError(f"No tenant with slug {slug!r}") from None

@@ -3,9 +3,9 @@ import json as json_module
 from django.core.management.base import BaseCommand, CommandError
 
 from ai.embeddings import get_embedder
-from ai.management.commands.load_router_examples import _tenant
 from ai.router.service import route_query
 from ai.tenant_settings import settings_for
+from saascore.commands import tenant_from_slug
 
 
 class Command(BaseCommand):
@@ -17,7 +17,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true")
 
     def handle(self, *args, query: str, tenant: str, json: bool, **options):
-        tenant_obj = _tenant(tenant)
+        tenant_obj = tenant_from_slug(tenant)
         if not query.strip():
             raise CommandError("The query is empty.")
         embedder = get_embedder()

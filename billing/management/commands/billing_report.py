@@ -5,7 +5,7 @@ from datetime import date
 from django.core.management.base import BaseCommand, CommandError
 
 from billing.selectors import roi_report
-from tenants.models import Tenant
+from saascore.commands import tenant_from_slug
 
 
 class Command(BaseCommand):
@@ -17,10 +17,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true")
 
     def handle(self, *args, tenant: str, month: str, json: bool, **options):
-        try:
-            tenant_obj = Tenant.objects.get(slug=tenant)
-        except Tenant.DoesNotExist:
-            raise CommandError(f"No tenant with slug {tenant!r}") from None
+        tenant_obj = tenant_from_slug(tenant)
         try:
             year, number = (int(part) for part in month.split("-"))
             start = date(year, number, 1)

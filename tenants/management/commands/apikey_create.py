@@ -1,6 +1,6 @@
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
-from tenants.models import Tenant
+from saascore.commands import tenant_from_slug
 from tenants.services import api_key_create
 
 
@@ -12,9 +12,6 @@ class Command(BaseCommand):
         parser.add_argument("--name", default="cli")
 
     def handle(self, *args, tenant: str, name: str, **options):
-        try:
-            tenant_obj = Tenant.objects.get(slug=tenant)
-        except Tenant.DoesNotExist:
-            raise CommandError(f"No tenant with slug {tenant!r}.") from None
+        tenant_obj = tenant_from_slug(tenant)
         _, key = api_key_create(tenant=tenant_obj, name=name)
         self.stdout.write(key)
