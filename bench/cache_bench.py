@@ -57,9 +57,13 @@ def bench_ours(client, backend: str, tenant: int, vectors, lookups, probes) -> d
     scope = CacheScope(tenant, "bench-embedder")
     generation = cache.lookup_exact(scope, "warm-up").generation
     before = used_memory(client)
-    for i, vector in enumerate(vectors):
-        cache.store(scope, generation, CacheEntry(query=f"question {i}", response=RESPONSE), ttl=86400, vector=vector)
-        _setup.progress(f"  store {backend}", i + 1, len(vectors))
+    for start in range(0, len(vectors), 10_000):
+        chunk = [
+            (CacheEntry(query=f"question {start + i}", response=RESPONSE), v)
+            for i, v in enumerate(vectors[start : start + 10_000])
+        ]
+        cache.store_many(scope, generation, chunk, ttl=86400)
+        _setup.progress(f"  store {backend}", start + len(chunk), len(vectors))
     per_entry = (used_memory(client) - before) / len(vectors)
     exact_ms, exact = timed(lambda i: cache.lookup_exact(scope, f"question {i}"), lookups)
     semantic_ms, semantic = timed(
@@ -86,7 +90,8 @@ def bench_redisvl(client, size: int, vectors, probes) -> dict:
     before = used_memory(client)
     for i, vector in enumerate(vectors):
         peer.store(prompt=f"question {i}", response=RESPONSE, vector=vector.tolist())
-        _setup.progress("  store redisvl", i + 1, len(vectors))
+        if (i + 1) % 10_000 == 0 or i + 1 == len(vectors):
+            _setup.progress("  store redisvl", i + 1, len(vectors))
     per_entry = (used_memory(client) - before) / len(vectors)
     probe_lists = [q.tolist() for q in probes]
     check_ms, found = timed(lambda q: peer.check(vector=q), probe_lists)

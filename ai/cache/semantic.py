@@ -218,15 +218,42 @@ class SemanticCache:
         return Stored(True, "stored") if ok else Stored(False, "error")
 
     def _store(self, scope: CacheScope, generation: int, entry: CacheEntry, ttl: int) -> bool:
+        pipe = self.client.pipeline(transaction=False)
+        self._queue(pipe, scope, generation, entry, ttl)
+        pipe.execute()
+        return True
+
+    def _queue(self, pipe, scope: CacheScope, generation: int, entry: CacheEntry, ttl: int) -> None:
         qhash = query_hash(entry.query)
         key = scope.entry_key(qhash)
-        pipe = self.client.pipeline(transaction=False)
         pipe.hset(key, mapping=entry.to_redis(scope.digest))
         pipe.expire(key, ttl)
         if entry.vector is not None and self.index is not None:
             self.index.add(self.client, pipe, scope, generation, qhash, entry.vector, ttl)
-        pipe.execute()
-        return True
+
+    def store_many(
+        self, scope: CacheScope, generation: int, entries: list[tuple[CacheEntry, np.ndarray | None]], *, ttl: int,
+        batch: int = 500,
+    ) -> int:  # fmt: skip
+        """Warm the cache with many answers (an FAQ import, a benchmark), in pipelined batches.
+
+        The same rules as ``store``: entries with personal data are skipped. Returns how many were stored.
+        """
+        stored = 0
+        for start in range(0, len(entries), batch):
+            pipe = self.client.pipeline(transaction=False)
+            queued = 0
+            for entry, vector in entries[start : start + batch]:
+                if personal_data_kinds(entry.query) or personal_data_kinds(entry.response):
+                    continue
+                entry.generation = generation
+                entry.vector = None if vector is None else np.asarray(vector, dtype=np.float32)
+                self._queue(pipe, scope, generation, entry, ttl)
+                queued += 1
+            if not self._call("store_many", lambda pipe=pipe: pipe.execute() or True, False):
+                break  # Redis failed: the rest would too; the breaker has counted it
+            stored += queued
+        return stored
 
     # -- single flight -------------------------------------------------------------
 

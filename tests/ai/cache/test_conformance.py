@@ -170,3 +170,14 @@ def test_stored_vectors_are_float32_and_normalised_similarity_is_exact(cache, te
 
 def _is_cluster(cache) -> bool:
     return cache.client.__class__.__name__ == "RedisCluster"
+
+
+def test_store_many_warms_the_cache_and_skips_personal_data(cache, tenant_ids):
+    scope = CacheScope(tenant_ids(), "emb")
+    generation = cache.lookup_exact(scope, "x").generation
+    entries = [(CacheEntry(query=f"faq question {n}", response=f"answer {n}"), vec(f"faq {n}")) for n in range(30)]
+    entries.append((CacheEntry(query="mail me at a@b.example", response="ok"), vec("pii")))
+    assert cache.store_many(scope, generation, entries, ttl=TTL, batch=7) == 30
+    assert cache.lookup_exact(scope, "faq question 17").hit.entry.response == "answer 17"
+    assert _semantic(cache, scope, "faq question 23", vec("faq 23")).hit.entry.response == "answer 23"
+    assert not cache.lookup_exact(scope, "mail me at a@b.example").hit
