@@ -71,7 +71,18 @@ def _scope(tenant: Tenant, settings: TenantAISettings, embedder_id: str, user_id
     return CacheScope(tenant.pk, embedder_id, user_id if per_user else None)
 
 
-def _hit(entry: CacheEntry, tier: str, similarity: float, threshold, routing, request_id: str, tenant, usage_extra):
+def _hit(
+    *,
+    tenant: Tenant,
+    request_id: str,
+    entry: CacheEntry,
+    tier: str,
+    similarity: float,
+    threshold: float | None,
+    routing: dict | None,
+    usage_extra: dict,
+) -> tuple[QueryResult, Decimal]:
+    """A cache hit: its usage row (what it saved) and the response."""
     routed_model = routing["model"] if routing else entry.model
     row = usage_record(
         tenant=tenant,
@@ -129,7 +140,17 @@ def _answer(tenant: Tenant, query: str, user_id: str | None, cache_mode: str, re
         exact = cache.lookup_exact(scope, query)
         generation = exact.generation
         if read_cache and exact.hit:
-            return _hit(exact.hit.entry, "exact", 1.0, exact.hit.threshold, None, request_id, tenant, {})
+            hit = exact.hit
+            return _hit(
+                tenant=tenant,
+                request_id=request_id,
+                entry=hit.entry,
+                tier="exact",
+                similarity=1.0,
+                threshold=hit.threshold,
+                routing=None,
+                usage_extra={},
+            )
 
     embedded = embedder.embed([query])
     vector = embedded.vectors[0]
@@ -147,16 +168,31 @@ def _answer(tenant: Tenant, query: str, user_id: str | None, cache_mode: str, re
         found = cache.lookup_semantic(scope, generation, query, vector, threshold, intent=str(decision.intent))
         if found.hit:
             return _hit(
-                found.hit.entry, "semantic", found.hit.similarity, threshold, routing, request_id, tenant,
-                {**embedding_usage, **router_usage},
-            )  # fmt: skip
+                tenant=tenant,
+                request_id=request_id,
+                entry=found.hit.entry,
+                tier="semantic",
+                similarity=found.hit.similarity,
+                threshold=threshold,
+                routing=routing,
+                usage_extra={**embedding_usage, **router_usage},
+            )
 
     flight = None if bypass else cache.take_off(scope, query, lock_ttl=ai_settings.LLM_TIMEOUT * 2)
     try:
         if flight is not None and not flight.leader and read_cache:
             waited = cache.wait_for_leader(flight, scope, query, timeout=ai_settings.LLM_TIMEOUT)
             if waited.hit:
-                return _hit(waited.hit.entry, "exact", 1.0, threshold, routing, request_id, tenant, embedding_usage)
+                return _hit(
+                    tenant=tenant,
+                    request_id=request_id,
+                    entry=waited.hit.entry,
+                    tier="exact",
+                    similarity=1.0,
+                    threshold=threshold,
+                    routing=routing,
+                    usage_extra=embedding_usage,
+                )
         answer = _generate(tenant, query, vector, decision, settings, request_id, {**embedding_usage, **router_usage})
         stored = _store(cache, scope, generation, query, vector, answer, decision, threshold, bypass, settings)
     finally:
@@ -165,10 +201,15 @@ def _answer(tenant: Tenant, query: str, user_id: str | None, cache_mode: str, re
     row = usage_record(
         tenant=tenant,
         usage=Usage(
-            request_id=request_id, source="llm", model=answer.model, input_tokens=answer.input_tokens,
-            output_tokens=answer.output_tokens, **embedding_usage, **router_usage,
+            request_id=request_id,
+            source="llm",
+            model=answer.model,
+            input_tokens=answer.input_tokens,
+            output_tokens=answer.output_tokens,
+            **embedding_usage,
+            **router_usage,
         ),
-    )  # fmt: skip
+    )
     metrics.LLM_TOKENS.labels(model=answer.model, direction="input").inc(answer.input_tokens)
     metrics.LLM_TOKENS.labels(model=answer.model, direction="output").inc(answer.output_tokens)
     metrics.COST_USD.labels(source="llm").inc(float(row["cost"]))
