@@ -97,6 +97,18 @@ def usage_series(*, tenant: Tenant, start: date, end: date, group_by: str) -> li
     return series
 
 
+def usage_by_day_and_source(*, tenant: Tenant, start: date, end: date) -> dict[tuple[date, str], int]:
+    """Request counts per (UTC day, source), for the dashboard's stacked chart."""
+    with tenant_scope(tenant):
+        rows = (
+            _rows(tenant, start, end)
+            .annotate(day=TruncDay("created_at", tzinfo=UTC))
+            .values("day", "source")
+            .annotate(n=Count("id"))
+        )
+        return {(row["day"].date(), row["source"]): row["n"] for row in rows}
+
+
 def top_cached_questions(*, tenant: Tenant, start: date, end: date, limit: int = 10) -> list[dict]:
     with tenant_scope(tenant):
         rows = (

@@ -13,7 +13,13 @@ from django.shortcuts import render
 
 from billing.api.views import usage_csv
 from billing.charts import horizontal_bars, stacked_bars
-from billing.selectors import month_to_date, top_cached_questions, usage_series, usage_summary
+from billing.selectors import (
+    month_to_date,
+    top_cached_questions,
+    usage_by_day_and_source,
+    usage_series,
+    usage_summary,
+)
 from billing.services import budget_status
 from tenants.models import Membership, Tenant
 from tenants.scoping import unscoped_scope
@@ -64,7 +70,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     start, end = form.range()
     summary = usage_summary(tenant=tenant, start=start, end=end)
     daily = {row["key"]: row for row in usage_series(tenant=tenant, start=start, end=end, group_by="day")}
-    by_source_daily = _daily_by_source(tenant, start, end)
+    by_source_daily = usage_by_day_and_source(tenant=tenant, start=start, end=end)
     days = _days(start, end)
     labels = [d.strftime("%d %b") for d in days]
     context = {
@@ -93,25 +99,6 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "model_chart": horizontal_bars("Model mix (answered by an LLM)", summary["model_mix"]),
     }
     return render(request, "billing/dashboard.html", context)
-
-
-def _daily_by_source(tenant: Tenant, start: date, end: date) -> dict[tuple[date, str], int]:
-    from django.db.models import Count
-    from django.db.models.functions import TruncDay
-
-    from billing.selectors import UTC, UsageRecord, day_range
-    from tenants.scoping import tenant_scope
-
-    low, high = day_range(start, end)
-    with tenant_scope(tenant):
-        rows = (
-            UsageRecord.objects.for_tenant(tenant)
-            .filter(created_at__gte=low, created_at__lt=high)
-            .annotate(day=TruncDay("created_at", tzinfo=UTC))
-            .values("day", "source")
-            .annotate(n=Count("id"))
-        )
-        return {(row["day"].date(), row["source"]): row["n"] for row in rows}
 
 
 @login_required

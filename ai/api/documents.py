@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 from ai.rag.ingest import document_create, document_delete, document_update, documents_bulk_upsert
 from ai.rag.models import Document
 from ai.rag.selectors import document_get, document_list
+from saascore.api.errors import error_response
 from tenants.authentication import request_tenant
 
 MAX_BULK_DOCUMENTS = 1000
@@ -39,8 +40,6 @@ class DocumentDetailOutputSerializer(DocumentOutputSerializer):
 
 
 def _conflict(title: str) -> Response:
-    from saascore.api.errors import error_response
-
     return error_response(409, "conflict", f"A document titled {title!r} already exists.", {"title": title})
 
 

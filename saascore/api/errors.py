@@ -9,7 +9,7 @@ logged with the request id and answered with a generic 500.
 import logging
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
 from django.http import Http404, HttpRequest, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions
@@ -65,7 +65,7 @@ def exception_handler(exc, context):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
-    elif _is_does_not_exist(exc):
+    elif isinstance(exc, ObjectDoesNotExist):
         exc = exceptions.NotFound()
     response = drf_exception_handler(exc, context)
     if response is None:
@@ -79,12 +79,6 @@ def exception_handler(exc, context):
         message, details = _message_and_details(exc)
     headers = {name: value for name, value in response.items() if name in ("WWW-Authenticate", "Retry-After", "Allow")}
     return error_response(response.status_code, code, message, details, headers)
-
-
-def _is_does_not_exist(exc: Exception) -> bool:
-    from django.core.exceptions import ObjectDoesNotExist
-
-    return isinstance(exc, ObjectDoesNotExist)
 
 
 def handler404(request: HttpRequest, exception: Exception):
