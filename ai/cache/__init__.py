@@ -2,7 +2,8 @@
 
 ``get_cache()`` gives the process's cache on ``settings.REDIS_URL``, with the
 vector backend the server supports (vector sets first, then RediSearch, else
-exact-match only).
+exact-match only). ``AI["SEMANTIC_TIER"] = False`` gives exact-match only on any
+server.
 """
 
 import threading
@@ -16,6 +17,7 @@ from ai.cache.connection import redis_client
 from ai.cache.judge import HitJudge
 from ai.cache.keys import CacheScope
 from ai.cache.semantic import CacheHit, Lookup, SemanticCache, Stored
+from ai.conf import ai_settings
 
 __all__ = ["CacheHit", "CacheScope", "Lookup", "SemanticCache", "Stored", "build_cache", "get_cache"]
 
@@ -39,7 +41,7 @@ def get_cache() -> SemanticCache:
     if _cache is None:
         with _lock:
             if _cache is None:
-                _cache = build_cache(redis_client())
+                _cache = build_cache(redis_client(), backend="auto" if ai_settings.SEMANTIC_TIER else None)
     return _cache
 
 
