@@ -38,6 +38,10 @@ DEFAULTS: dict[str, Any] = {
     # written (no vectors stored), as on a Redis without a vector API; the
     # end-to-end benchmark compares the two (bench/e2e_bench.py).
     "SEMANTIC_TIER": True,
+    # Tenants (slugs or ids) whose queries, cost and savings get their own `tenant`
+    # label in the metrics; every other tenant is `other`. Keep it short: each
+    # entry multiplies those series.
+    "METRICS_TENANT_ALLOWLIST": [],
 }
 
 

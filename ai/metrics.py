@@ -1,10 +1,19 @@
 """The product's Prometheus series (prefix ``saascore_``).
 
-Labels are bounded: tiers, results, backends, reasons — never query text, user
-ids or tenant ids.
+Labels are bounded: tiers, results, sources, models, intents, reasons — never
+query text or user ids. Tenants appear only on the query and money series, and
+only as the slugs an operator allow-lists (``AI["METRICS_TENANT_ALLOWLIST"]``);
+every other tenant is ``other``.
+
+Under gunicorn the series live in ``PROMETHEUS_MULTIPROC_DIR`` (one file per
+worker, merged by ``/metrics``): gauges say how to merge the workers' values.
 """
 
 from prometheus_client import Counter, Gauge, Histogram
+
+from ai.conf import ai_settings
+
+OTHER_TENANT = "other"
 
 CACHE_REQUESTS = Counter("saascore_cache_requests_total", "Cache lookups by tier and result.", ["tier", "result"])
 CACHE_LOOKUP_SECONDS = Histogram(
@@ -15,8 +24,11 @@ CACHE_LOOKUP_SECONDS = Histogram(
 )
 CACHE_ERRORS = Counter("saascore_cache_errors_total", "Redis errors met by the cache (answered as misses).", ["op"])
 CACHE_SKIPS = Counter("saascore_cache_skips_total", "Answers not cached, by reason.", ["reason"])
+# One breaker per worker: the merged value is 1 while any live worker's breaker is open.
 CACHE_BREAKER_STATE = Gauge(
-    "saascore_cache_circuit_breaker_open", "1 while the cache's Redis circuit breaker is open or half-open."
+    "saascore_cache_circuit_breaker_open",
+    "1 while the cache's Redis circuit breaker is open or half-open (in any live worker).",
+    multiprocess_mode="livemax",
 )
 CACHE_SINGLE_FLIGHT = Counter("saascore_cache_single_flight_total", "Single-flight outcomes on a miss.", ["outcome"])
 
@@ -32,14 +44,55 @@ ROUTING_DECISIONS = Counter(
 ROUTER_FAILURES = Counter("saascore_router_failures_total", "LLM router failures answered fail-safe.", ["reason"])
 UPSTREAM_ERRORS = Counter("saascore_upstream_errors_total", "Failed calls to a generation model.", ["model"])
 LLM_TOKENS = Counter(
-    "saascore_llm_tokens_total", "Tokens consumed by generation, by model and direction.", ["model", "direction"]
+    "saascore_llm_tokens_total",
+    "Tokens of generation and of the LLM router, by model and direction (input|output).",
+    ["model", "direction"],
 )
-COST_USD = Counter("saascore_cost_usd_total", "Cost of answered requests in USD.", ["source"])
-SAVED_USD = Counter("saascore_saved_usd_total", "Cost saved by cache hits in USD.", ["tier"])
+COST_USD = Counter(
+    "saascore_cost_usd_total", "Cost of requests in USD, by ledger source and tenant.", ["source", "tenant"]
+)
+SAVED_USD = Counter(
+    "saascore_saved_usd_total", "Cost saved by cache hits in USD, by tier and tenant.", ["tier", "tenant"]
+)
+QUERIES = Counter(
+    "saascore_queries_total",
+    "Queries answered (or failed upstream), by ledger source (llm|cache_exact|cache_semantic|error) and tenant.",
+    ["source", "tenant"],
+)
 QUERY_SECONDS = Histogram(
     "saascore_query_seconds",
-    "Query latency by source.",
+    "Query latency by ledger source (llm|cache_exact|cache_semantic|error).",
     ["source"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 BUDGET_ALERTS = Counter("saascore_budget_soft_alerts_total", "Tenants passing their soft spend alert threshold.")
+
+
+def tenant_label(tenant) -> str:
+    """The tenant's slug if the operator allow-listed it (by slug or id), else ``other``."""
+    allowed = ai_settings.METRICS_TENANT_ALLOWLIST
+    if not allowed or tenant is None:
+        return OTHER_TENANT
+    if tenant.slug in allowed or str(tenant.pk) in {str(item) for item in allowed}:
+        return tenant.slug
+    return OTHER_TENANT
+
+
+def usage_count(*, tenant, row: dict) -> None:
+    """The tokens, cost and savings of one ledger row (``billing.services.usage_record``'s answer)."""
+    label = tenant_label(tenant)
+    source = row["source"]
+    if source == "llm":
+        LLM_TOKENS.labels(model=row["model"], direction="input").inc(row["input_tokens"])
+        LLM_TOKENS.labels(model=row["model"], direction="output").inc(row["output_tokens"])
+    if row.get("router_model"):
+        LLM_TOKENS.labels(model=row["router_model"], direction="input").inc(row["router_input_tokens"])
+        LLM_TOKENS.labels(model=row["router_model"], direction="output").inc(row["router_output_tokens"])
+    COST_USD.labels(source=source, tenant=label).inc(float(row["cost"]))
+    if source.startswith("cache_"):
+        SAVED_USD.labels(tier=source.removeprefix("cache_"), tenant=label).inc(float(row["saved"]))
+
+
+def query_count(*, tenant, source: str, seconds: float) -> None:
+    QUERIES.labels(source=source, tenant=tenant_label(tenant)).inc()
+    QUERY_SECONDS.labels(source=source).observe(seconds)

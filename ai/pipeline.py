@@ -8,6 +8,7 @@ routed model and its fallbacks -> cache the answer -> usage row -> metrics.
 Network calls (Redis, embeddings, LLM) happen outside database transactions.
 """
 
+import logging
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -25,6 +26,8 @@ from ai.router.service import route_query
 from ai.tenant_settings import TenantAISettings, settings_for
 from billing.services import Usage, admit, settle, usage_record
 from tenants.models import Tenant
+
+logger = logging.getLogger("saascore.query")
 
 RETRIEVE_K = 5
 ERROR_ANSWER = "I can only help with questions about this service and its documents."
@@ -96,7 +99,7 @@ def _hit(
             **usage_extra,
         ),
     )
-    metrics.SAVED_USD.labels(tier=tier).inc(float(row["saved"]))
+    metrics.usage_count(tenant=tenant, row=row)
     return (
         QueryResult(
             response=entry.response,
@@ -120,10 +123,24 @@ def answer_query(*, tenant: Tenant, query: str, user_id: str | None, cache_mode:
     cost = Decimal(0)
     try:
         result, cost = _answer(tenant, query, user_id, cache_mode, request_id)
+    except UpstreamFailed:
+        metrics.query_count(tenant=tenant, source="error", seconds=time.perf_counter() - started)
+        raise
     finally:
         settle(admission=admission, cost=cost)
-    result.latency_ms = round((time.perf_counter() - started) * 1000, 2)
-    metrics.QUERY_SECONDS.labels(source=result.cache.get("tier") or "llm").observe(result.latency_ms / 1000)
+    seconds = time.perf_counter() - started
+    result.latency_ms = round(seconds * 1000, 2)
+    tier = result.cache.get("tier")
+    source = f"cache_{tier}" if tier else "llm"
+    metrics.query_count(tenant=tenant, source=source, seconds=seconds)
+    # No query text at INFO: it may carry personal data (DEBUG is for development).
+    logger.info(
+        "query answered: source=%s model=%s latency_ms=%.1f",
+        source,
+        result.model_used,
+        result.latency_ms,
+        extra={"source": source, "model": result.model_used, "latency_ms": result.latency_ms},
+    )
     return result
 
 
@@ -210,9 +227,7 @@ def _answer(tenant: Tenant, query: str, user_id: str | None, cache_mode: str, re
             **router_usage,
         ),
     )
-    metrics.LLM_TOKENS.labels(model=answer.model, direction="input").inc(answer.input_tokens)
-    metrics.LLM_TOKENS.labels(model=answer.model, direction="output").inc(answer.output_tokens)
-    metrics.COST_USD.labels(source="llm").inc(float(row["cost"]))
+    metrics.usage_count(tenant=tenant, row=row)
     cache_info = {"tier": None, "similarity": None, "threshold": threshold, "stored": stored}
     result = QueryResult(
         response=answer.text,
@@ -242,9 +257,10 @@ def _generate(
     try:
         return generate(query=query, chunks=chunks, chain=chain)
     except UpstreamFailed:
-        usage_record(
+        row = usage_record(
             tenant=tenant, usage=Usage(request_id=request_id, source="error", model=decision.model, **usage_extra)
         )
+        metrics.usage_count(tenant=tenant, row=row)
         raise
 
 

@@ -1,7 +1,23 @@
-"""gunicorn settings: sync Django views in gthread workers (LLM calls wait on I/O)."""
+"""gunicorn settings: sync Django views in gthread workers (LLM calls wait on I/O).
 
+Metrics: each worker is a process with its own counters, so prometheus_client
+runs in multiprocess mode. Every worker writes its series to files in
+``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics`` merges the files of all workers,
+the dead ones included (their counts still happened). The directory is the
+operator's if set, else a new temporary one; either way it is emptied when the
+server starts, and ``child_exit`` drops the live-only gauges of a dead worker.
+The variable is set here, before the master imports prometheus_client, and the
+workers inherit it.
+"""
+
+import io
 import os
+import shutil
 import sys
+import tempfile
+from pathlib import Path
+
+from saascore.logs import gunicorn_logging_config, log_format
 
 bind = os.environ.get("BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
@@ -10,18 +26,58 @@ threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
 graceful_timeout = 20
 accesslog = "-"
+# The access line ends with the request id, which every log line of the request carries.
+access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %({x-request-id}o)s'
 preload_app = False
+
+# JSON lines unless LOG_FORMAT=plain; local development defaults to plain, as its settings do.
+_local = os.environ.get("DJANGO_SETTINGS_MODULE") == "saascore.settings.local"
+if log_format(default="plain" if _local else "json") == "json":
+    logconfig_dict = gunicorn_logging_config(os.environ.get("LOG_LEVEL") or "INFO")
+
+_OWN_METRICS_DIR = "SAASCORE_OWN_PROMETHEUS_MULTIPROC_DIR"
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    # Kept across a configuration reload (HUP), which reads this file again.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="saascore-metrics-")
+    os.environ[_OWN_METRICS_DIR] = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+
+
+def _clear_metrics_dir() -> None:
+    """A fresh start: no series of an earlier server run survive."""
+    path = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    path.mkdir(parents=True, exist_ok=True)
+    for file in path.glob("*.db"):
+        file.unlink()
 
 
 def on_starting(server) -> None:
-    """Refuse to start against a database that cannot run the product."""
+    """Empty the metrics directory; refuse to start against a database that cannot run the product."""
+    _clear_metrics_dir()
+
     import django
     from django.core.management import call_command
     from django.core.management.base import SystemCheckError
 
     django.setup()
+    report = io.StringIO()  # through gunicorn's log, so that every line of the server is in its format
     try:
-        call_command("check", databases=["default"])
+        call_command("check", databases=["default"], stdout=report, stderr=report)
     except SystemCheckError as exc:
         sys.stderr.write(f"{exc}\n")
         sys.exit(1)
+    if "no issues" not in report.getvalue():
+        server.log.warning("%s", report.getvalue().strip())
+
+
+def child_exit(server, worker) -> None:
+    """A worker is gone: its live-only gauges (e.g. the circuit breaker's) stop counting."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server) -> None:
+    """Remove the metrics directory if this server made it."""
+    own = os.environ.get(_OWN_METRICS_DIR)
+    if own and own == os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        shutil.rmtree(own, ignore_errors=True)

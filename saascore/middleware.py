@@ -7,6 +7,7 @@ from django.core.exceptions import BadRequest, PermissionDenied, SuspiciousOpera
 from django.http import Http404, HttpRequest, HttpResponse
 
 from saascore.api.errors import body_too_large, error_response, is_api_path, max_body_bytes
+from saascore.logs import request_id_var, tenant_id_var
 
 logger = logging.getLogger("saascore.errors")
 
@@ -16,7 +17,8 @@ _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 
 
 class RequestIdMiddleware:
-    """Every request gets an id (the caller's X-Request-ID when it is safe), echoed back."""
+    """Every request gets an id (the caller's X-Request-ID when it is safe), echoed back
+    and set in ``saascore.logs.request_id_var`` for its log lines."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -24,6 +26,11 @@ class RequestIdMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         incoming = request.META.get("HTTP_X_REQUEST_ID", "")
         request.request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        # Log lines of this request carry its id, and its tenant once authentication knows it;
+        # both are cleared when the response is closed (saascore.logs.clear_request_context),
+        # after Django's own 4xx/5xx line and gunicorn's access line.
+        request_id_var.set(request.request_id)
+        tenant_id_var.set(None)
         response = self.get_response(request)
         response["X-Request-ID"] = request.request_id
         return response

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from rest_framework import authentication, exceptions
 
+from saascore.logs import tenant_id_var
 from tenants.models import ApiKey, Tenant
 from tenants.services import api_key_verify
 
@@ -43,6 +44,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         api_key = api_key_verify(key=key)
         if api_key is None:
             raise exceptions.AuthenticationFailed("The API key is invalid, revoked or expired.")
+        tenant_id_var.set(api_key.tenant_id)  # log lines from here on name the tenant
         return ApiClient(api_key), api_key
 
     def authenticate_header(self, request) -> str:

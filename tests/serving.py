@@ -41,8 +41,9 @@ def http(method: str, url: str, headers: dict | None = None, body: bytes | None 
 
 
 @contextmanager
-def gunicorn(**env: str):
-    """Yield the base URL of a gunicorn serving the project; stop it afterwards."""
+def gunicorn(output: list[str] | None = None, **env: str):
+    """Yield the base URL of a gunicorn serving the project; stop it afterwards.
+    ``output``, if given, receives the server's output lines once it has stopped."""
     port = free_port()
     environment = {
         **os.environ,
@@ -75,3 +76,5 @@ def gunicorn(**env: str):
     finally:
         process.terminate()
         process.wait(timeout=30)
+        if output is not None:
+            output.extend(process.stdout.read().decode().splitlines())

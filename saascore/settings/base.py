@@ -10,6 +10,8 @@ from pathlib import Path
 
 import dj_database_url
 
+from saascore.logs import log_format, logging_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 
@@ -199,11 +201,14 @@ DEMO_CREDENTIALS_FILE = BASE_DIR / "var" / "demo-credentials.json"
 # run by `python manage.py db_worker`. Tests and the demo run tasks at once.
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
-}
+# --- Logs ---------------------------------------------------------------------------
+# One JSON object per line (timestamp, level, logger, message, request_id, tenant_id),
+# or LOG_FORMAT=plain; local development defaults to plain (saascore/logs.py).
+LOG_LEVEL = env("LOG_LEVEL", "INFO")
+LOG_FORMAT = log_format(default="json")
+LOGGING = logging_config(LOG_FORMAT, LOG_LEVEL)
+
+# --- Metrics ---------------------------------------------------------------------------
+# Product settings (ai/conf.py); METRICS_TENANT_ALLOWLIST: comma-separated tenant slugs
+# that get their own `tenant` label on the query and money series (others: "other").
+AI = {"METRICS_TENANT_ALLOWLIST": env_list("METRICS_TENANT_ALLOWLIST")}

@@ -2,11 +2,13 @@
 
 import secrets
 
+from saascore.logs import log_format, logging_config
 from saascore.settings.base import *  # noqa: F403
 from saascore.settings.base import (
     BASE_DIR,
     DATABASE_OWNER_URL,
     DATABASE_URL,
+    LOG_LEVEL,
     REDIS_URL,
     caches,
     databases,
@@ -17,6 +19,10 @@ from saascore.settings.embedded import embedded_databases, embedded_redis_url
 
 DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]"]
+
+# A developer reads the terminal: plain lines unless LOG_FORMAT=json.
+LOG_FORMAT = log_format(default="plain")
+LOGGING = logging_config(LOG_FORMAT, LOG_LEVEL)
 
 
 def _local_secret_key() -> str:
