@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 MANAGE := $(PY) manage.py
 
-.PHONY: run test venv lint format services-start services-stop serve migrate demo clean browser
+.PHONY: run test venv lint format services-start services-stop serve migrate demo clean browser promtool alerts
 
 $(VENV)/.installed-dev: requirements.txt requirements-models.txt requirements-embedded.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,8 +49,19 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
 	  else echo "Browser tests need Debian's chromium: sudo apt-get install chromium" >&2; exit 1; fi; }
 
-# The whole test suite: lint, then pytest against the embedded services it starts.
-test: lint services-start browser
+# Debian's prometheus package for promtool (alert rules, /metrics format).
+promtool:
+	@command -v promtool >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq prometheus >/dev/null; \
+	  else echo "Tests need promtool from Debian's prometheus: sudo apt-get install prometheus" >&2; exit 1; fi; }
+
+# The Prometheus alert rules: valid, and each fires (and stays silent) as its unit tests say.
+alerts: promtool
+	promtool check rules deploy/prometheus/alerts.yml
+	promtool test rules deploy/prometheus/alerts_test.yml
+
+# The whole test suite: lint, alert rules, then pytest against the embedded services it starts.
+test: lint services-start browser alerts
 	$(VENV)/bin/pytest
 
 clean: services-stop

@@ -22,6 +22,10 @@ CACHE_LOOKUP_SECONDS = Histogram(
     ["tier"],
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5),
 )
+# Every tier and result exists from the start (at 0), so a ratio over them is 0, not absent, before the first hit.
+for _tier in ("exact", "semantic"):
+    for _result in ("hit", "miss", "error"):
+        CACHE_REQUESTS.labels(tier=_tier, result=_result)
 CACHE_ERRORS = Counter("saascore_cache_errors_total", "Redis errors met by the cache (answered as misses).", ["op"])
 CACHE_SKIPS = Counter("saascore_cache_skips_total", "Answers not cached, by reason.", ["reason"])
 # One breaker per worker: the merged value is 1 while any live worker's breaker is open.
