@@ -3,5 +3,6 @@
 from ai.rag.models import Chunk, Document
 from ai.router.models import RouterExample, RouteRule
 from ai.tenant_settings import TenantAISettings
+from ai.verifier.models import LabelledPair, VerifierModel
 
-__all__ = ["Chunk", "Document", "RouteRule", "RouterExample", "TenantAISettings"]
+__all__ = ["Chunk", "Document", "LabelledPair", "RouteRule", "RouterExample", "TenantAISettings", "VerifierModel"]

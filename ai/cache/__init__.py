@@ -18,6 +18,7 @@ from ai.cache.judge import HitJudge
 from ai.cache.keys import CacheScope
 from ai.cache.semantic import CacheHit, Lookup, SemanticCache, Stored
 from ai.conf import ai_settings
+from ai.verifier.live import ActiveVerifier
 
 __all__ = ["CacheHit", "CacheScope", "Lookup", "SemanticCache", "Stored", "build_cache", "get_cache"]
 
@@ -41,7 +42,11 @@ def get_cache() -> SemanticCache:
     if _cache is None:
         with _lock:
             if _cache is None:
-                _cache = build_cache(redis_client(), backend="auto" if ai_settings.SEMANTIC_TIER else None)
+                _cache = build_cache(
+                    redis_client(),
+                    backend="auto" if ai_settings.SEMANTIC_TIER else None,
+                    judge=HitJudge(verifier=ActiveVerifier()),
+                )
     return _cache
 
 

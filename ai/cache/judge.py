@@ -4,19 +4,27 @@ used by the live cache and by ``manage.py eval_cache`` alike.
 1. cosine similarity of the two query embeddings >= the caller's threshold;
 2. cheap guards veto pairs that differ in numbers or in negation;
 3. optionally, the router must have given both questions the same intent;
-4. in the borderline band (similarity under ``verify_below``) a verifier, when
-   configured, must agree: it scores the pair and its score must reach
-   ``verifier_min``.
+4. a verifier, when configured, must agree: it scores the pair (in the
+   borderline band it chooses) and accepts or rejects it (``ai/verifier``).
 """
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
 _NEGATION = re.compile(r"\b(?:not|no|never|without|cannot|nor)\b|n't\b", re.IGNORECASE)
 
-Verifier = Callable[[str, str], float]
+
+@dataclass(frozen=True)
+class Verification:
+    accepted: bool
+    score: float
+
+
+class Verifier(Protocol):
+    def verify(self, query: str, candidate: str, similarity: float) -> Verification | None:
+        """Accept or reject a pair; None when it has no opinion (no model, outside its band)."""
 
 
 @dataclass(frozen=True)
@@ -49,8 +57,6 @@ class HitJudge:
     guards: bool = True
     require_same_intent: bool = False
     verifier: Verifier | None = None
-    verify_below: float = 1.01
-    verifier_min: float = 0.5
 
     def judge(
         self,
@@ -68,9 +74,8 @@ class HitJudge:
             return Verdict(False, veto, similarity)
         if self.require_same_intent and query_intent and candidate_intent and query_intent != candidate_intent:
             return Verdict(False, "intent_mismatch", similarity)
-        if self.verifier is not None and similarity < self.verify_below:
-            score = self.verifier(query, candidate)
-            if score < self.verifier_min:
-                return Verdict(False, "verifier_rejected", similarity, score)
-            return Verdict(True, "verified", similarity, score)
+        if self.verifier is not None and (check := self.verifier.verify(query, candidate, similarity)):
+            if not check.accepted:
+                return Verdict(False, "verifier_rejected", similarity, check.score)
+            return Verdict(True, "verified", similarity, check.score)
         return Verdict(True, "similar", similarity)

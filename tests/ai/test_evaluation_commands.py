@@ -2,8 +2,10 @@
 
 import io
 import json
+from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
 
 PAIRS = [
@@ -34,6 +36,26 @@ def test_eval_cache_scores_every_step(tmp_path):
     guarded = result["steps"]["guards"][0]
     assert guarded["hits"] < loose["hits"]  # "5 vs 7" and "cancel vs not cancel" are vetoed
     assert guarded["precision"] >= loose["precision"]
+
+
+def test_eval_cache_trains_the_verifier_on_train_pairs_only(tmp_path):
+    qqp = Path(settings.BASE_DIR).parent / "shared" / "data" / "qqp_dev.jsonl"
+    rows = [json.loads(line) for line in qqp.read_text().splitlines()[15_000:15_150]]
+    scored = [{"text_a": a, "text_b": b, "label": y} for a, b, y in PAIRS]
+    data = _write_jsonl(tmp_path / "pairs.jsonl", scored)
+    train = _write_jsonl(tmp_path / "train.jsonl", rows + scored)  # the scored pairs are left out of training
+    out = io.StringIO()
+    call_command("eval_cache", data=data, train=train, thresholds="0.5", json=True, stdout=out, stderr=io.StringIO())
+    result = json.loads(out.getvalue())
+    assert set(result["steps"]) == {"cosine", "guards", "intent", "verifier"}
+    assert result["verifier"]["pairs"] == 150
+    assert result["steps"]["verifier"][0]["hits"] <= result["steps"]["guards"][0]["hits"]
+
+
+def test_eval_cache_verifier_step_needs_train_pairs(tmp_path):
+    data = _write_jsonl(tmp_path / "pairs.jsonl", [{"text_a": "a", "text_b": "b", "label": 1}])
+    with pytest.raises(CommandError, match="--train"):
+        call_command("eval_cache", data=data, steps="verifier")
 
 
 def test_eval_cache_refuses_unknown_steps(tmp_path):

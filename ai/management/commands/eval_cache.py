@@ -20,6 +20,7 @@ STEPS = {
     "cosine": "cosine similarity only",
     "guards": "cosine + guards (numbers, negation)",
     "intent": "cosine + guards + the router gives both questions the same intent (starter examples)",
+    "verifier": "cosine + guards + the verifier trained on --train (its cutoff calibrated on a held-out share)",
 }
 
 
@@ -35,19 +36,31 @@ class Command(BaseCommand):
         parser.add_argument("--embedder", default="local", help="'local', 'local:<model>' or 'openai:<model>'")
         parser.add_argument("--thresholds", default=",".join(str(t) for t in DEFAULT_THRESHOLDS))
         parser.add_argument("--limit", type=int, help="score only the first N pairs")
-        parser.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated: {', '.join(STEPS)}")
+        parser.add_argument(
+            "--steps", help=f"comma-separated: {', '.join(STEPS)} (default: all; 'verifier' only with --train)"
+        )
+        parser.add_argument("--train-limit", type=int, help="train on at most N pairs of --train")
+        parser.add_argument("--target-precision", type=float, default=0.85, help="the verifier's calibration target")
+        parser.add_argument(
+            "--min-similarity", type=float, default=0.80, help="the lowest cosine the verifier is calibrated for"
+        )
         parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
-    def handle(self, *args, data: Path, embedder: str, thresholds: str, limit, steps: str, json: bool, **options):
-        if not data.exists():
-            raise CommandError(f"No such file: {data}")
+    def handle(self, *args, data: Path, train: Path | None, embedder: str, thresholds: str, limit, steps, json: bool,
+               **options):  # fmt: skip
+        for path in (data, train):
+            if path is not None and not path.exists():
+                raise CommandError(f"No such file: {path}")
         pairs = load_pairs(data, limit=limit)
         if not pairs:
             raise CommandError(f"No pairs in {data}")
-        wanted = [s.strip() for s in steps.split(",") if s.strip()]
+        default_steps = [s for s in STEPS if s != "verifier" or train]
+        wanted = [s.strip() for s in steps.split(",") if s.strip()] if steps else default_steps
         unknown = set(wanted) - set(STEPS)
         if unknown:
             raise CommandError(f"Unknown steps: {', '.join(sorted(unknown))}; known: {', '.join(STEPS)}")
+        if "verifier" in wanted and not train:
+            raise CommandError("The verifier step learns: name its labelled pairs with --train")
         cutoffs = [float(t) for t in thresholds.split(",")]
         model = _embedder(embedder)
 
@@ -61,6 +74,13 @@ class Command(BaseCommand):
             "guards": HitJudge(guards=True),
             "intent": HitJudge(guards=True, require_same_intent=True),
         }
+        verifier_report = None
+        if "verifier" in wanted:
+            verifier = self._train_verifier(train, pairs, model, options)
+            band = [(p.text_a, p.text_b, s) for p, s in zip(pairs, scores, strict=True) if s >= min(cutoffs)]
+            verifier.prime([(a_, b_) for a_, b_, _ in band], [s for *_, s in band])
+            judges["verifier"] = HitJudge(guards=True, verifier=verifier)
+            verifier_report = {**verifier.trained.report, "min_score": round(verifier.min_score, 4)}
         intents = _router_intents(model, a, b) if "intent" in wanted else None
         results = {
             step: operating_points(judges[step], pairs, scores, cutoffs, intents if step == "intent" else None)
@@ -68,16 +88,32 @@ class Command(BaseCommand):
         }
         positives = sum(p.label for p in pairs)
         if json:
-            self.stdout.write(
-                as_json(results, data=str(data), pairs=len(pairs), positives=positives, embedder=model.id)
-            )
+            meta = {"data": str(data), "pairs": len(pairs), "positives": positives, "embedder": model.id}
+            self.stdout.write(as_json(results, **meta, **({"verifier": verifier_report} if verifier_report else {})))
             return
         for step, points in results.items():
             self.stdout.write(format_table(f"\n{step}: {STEPS[step]}", points))
+        if verifier_report:
+            self.stdout.write(f"\nverifier: {verifier_report}")
         self.stdout.write(
             f"\n{len(pairs)} pairs ({positives} same-meaning) from {data}; embedder {model.id}; "
             f"embedded in {embed_seconds:.1f} s"
         )
+
+    def _train_verifier(self, train: Path, scored: list, model, options):
+        """Fit the verifier on --train, leaving out every pair that is also scored."""
+        from ai.verifier.learn import fit_verifier_on_pairs
+        from ai.verifier.live import PairVerifier
+
+        held_out = {frozenset((p.text_a, p.text_b)) for p in scored}
+        learn = [p for p in load_pairs(train) if frozenset((p.text_a, p.text_b)) not in held_out]
+        learn = learn[: options["train_limit"]] if options["train_limit"] else learn
+        if not learn:
+            raise CommandError(f"No pairs in {train} besides the scored ones")
+        trained = fit_verifier_on_pairs(
+            learn, model, target_precision=options["target_precision"], min_similarity=options["min_similarity"]
+        )
+        return PairVerifier(trained, model, trained.min_score)
 
 
 def _embedder(spec: str):

@@ -1,0 +1,1 @@
+"""The hit verifier: a second opinion on borderline semantic hits, learnt from labelled pairs."""
