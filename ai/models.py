@@ -2,7 +2,16 @@
 
 from ai.rag.models import Chunk, Document
 from ai.router.models import RouterExample, RouteRule
-from ai.tenant_settings import TenantAISettings
+from ai.tenant_settings import TenantAISettings, TenantSettingsChange
 from ai.verifier.models import LabelledPair, VerifierModel
 
-__all__ = ["Chunk", "Document", "LabelledPair", "RouteRule", "RouterExample", "TenantAISettings", "VerifierModel"]
+__all__ = [
+    "Chunk",
+    "Document",
+    "LabelledPair",
+    "RouteRule",
+    "RouterExample",
+    "TenantAISettings",
+    "TenantSettingsChange",
+    "VerifierModel",
+]

@@ -21,7 +21,7 @@ from ai.conf import ai_settings
 from ai.embeddings import get_embedder
 from ai.llm.generate import Generation, UpstreamFailed, generate, model_chain
 from ai.rag.retrieval import retrieve
-from ai.router.decisions import CacheStrategy, Intent, RoutingDecision
+from ai.router.decisions import Intent, RoutingDecision
 from ai.router.service import route_query
 from ai.tenant_settings import TenantAISettings, settings_for
 from billing.services import Usage, admit, settle, usage_record
@@ -178,8 +178,8 @@ def _answer(tenant: Tenant, query: str, user_id: str | None, cache_mode: str, re
     if decision.router_usage:
         model, tokens_in, tokens_out = decision.router_usage
         router_usage = {"router_model": model, "router_input_tokens": tokens_in, "router_output_tokens": tokens_out}
-    bypass = not use_cache or decision.cache_strategy == CacheStrategy.BYPASS or generation is None
-    threshold = None if bypass else settings.threshold_for(decision.confidence)
+    threshold = settings.semantic_threshold(decision) if use_cache and generation is not None else None
+    bypass = threshold is None
 
     if not bypass and read_cache:
         found = cache.lookup_semantic(scope, generation, query, vector, threshold, intent=str(decision.intent))

@@ -1,7 +1,8 @@
 """Each tenant's AI settings: cache, thresholds, router mode. Defaults when unset."""
 
+from django.conf import settings as django_settings
 from django.core.exceptions import ValidationError
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
 
 from tenants.scoping import TenantOwnedModel
@@ -56,6 +57,14 @@ class TenantAISettings(TenantOwnedModel):
         """An unsure router gets the stricter threshold."""
         return self.threshold_strict if confidence < self.confidence_floor else self.threshold_standard
 
+    def semantic_threshold(self, decision) -> float | None:
+        """The similarity a semantic hit needs after this routing decision; None: the cache is not used."""
+        from ai.router.decisions import CacheStrategy
+
+        if not self.cache_enabled or decision.cache_strategy == CacheStrategy.BYPASS:
+            return None
+        return self.threshold_for(decision.confidence)
+
 
 def settings_for(tenant) -> TenantAISettings:
     """The tenant's saved settings, or the defaults (unsaved) when it has none."""
@@ -64,3 +73,54 @@ def settings_for(tenant) -> TenantAISettings:
     with tenant_scope(tenant):
         found = TenantAISettings.objects.for_tenant(tenant).first()
     return found or TenantAISettings(tenant=tenant)
+
+
+class TenantSettingsChange(TenantOwnedModel):
+    """One field of a tenant's AI settings changed: who, when, from which value to which."""
+
+    user = models.ForeignKey(django_settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
+    field = models.CharField(max_length=64)
+    old_value = models.CharField(max_length=200, blank=True)
+    new_value = models.CharField(max_length=200)
+    changed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-changed_at", "-id"]
+        indexes = [models.Index(fields=["tenant", "-changed_at"], name="settingschange_tenant_at")]
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.old_value} -> {self.new_value}"
+
+
+AUDITED_FIELDS = [
+    f.name for f in TenantAISettings._meta.concrete_fields if f.name not in ("id", "tenant", "updated_at")
+]
+
+
+def tenant_settings_save(*, settings: TenantAISettings, user) -> list[TenantSettingsChange]:
+    """Validate and save a tenant's settings, recording every changed field.
+
+    Workers read settings per request (``settings_for``), so the change applies to the next query.
+    """
+    from tenants.scoping import tenant_scope
+
+    settings.full_clean()
+    with tenant_scope(settings.tenant_id), transaction.atomic():
+        before = TenantAISettings.objects.for_tenant(settings.tenant_id).filter(pk=settings.pk).first()
+        defaults = TenantAISettings(tenant_id=settings.tenant_id)
+        previous = before or defaults
+        changes = [
+            TenantSettingsChange(
+                tenant_id=settings.tenant_id,
+                user=user,
+                field=name,
+                old_value=str(getattr(previous, name)),
+                new_value=str(getattr(settings, name)),
+            )
+            for name in AUDITED_FIELDS
+            if getattr(previous, name) != getattr(settings, name)
+        ]
+        settings.updated_at = timezone.now()
+        settings.save()
+        TenantSettingsChange.objects.bulk_create(changes)
+    return changes

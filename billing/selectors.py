@@ -83,6 +83,13 @@ def usage_summary(*, tenant: Tenant, start: date, end: date) -> dict:
     return totals
 
 
+def usage_since(*, tenant: Tenant, since: datetime) -> dict:
+    """Totals (requests, hits, hit ratio, cost, saved, tokens) since a moment, e.g. the last 24 hours."""
+    with tenant_scope(tenant):
+        rows = UsageRecord.objects.for_tenant(tenant).filter(created_at__gte=since)
+        return _clean(rows.aggregate(**_TOTALS))
+
+
 GROUPS = {"day": TruncDay("created_at", tzinfo=UTC), "model": F("model"), "source": F("source")}
 
 

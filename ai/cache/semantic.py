@@ -145,6 +145,17 @@ class SemanticCache:
             return Lookup(None, generation, "miss")
         return Lookup(CacheHit(entry, "exact", 1.0, entry.threshold), generation, "hit", 1.0)
 
+    def entry_count(self, scope: CacheScope, dim: int) -> int | None:
+        """Semantic entries of the scope's current generation; None without a vector index or on error."""
+        if self.index is None:
+            return None
+
+        def count() -> int:
+            generation = self._generation(scope.tenant_id, self.client.get(scope.generation_key))
+            return self.index.count(self.client, scope, generation, dim)
+
+        return self._call("entry_count", count, None)
+
     # -- semantic tier ------------------------------------------------------------
 
     def lookup_semantic(

@@ -55,4 +55,13 @@ def router_examples_export(*, tenant: Tenant | None) -> list[dict]:
     scope = tenant_scope(tenant) if tenant else unscoped_scope()
     with scope:
         manager = RouterExample.objects.for_tenant(tenant) if tenant else RouterExample.objects.global_rows()
-        return [{key: getattr(e, key) for key in FIELDS} for e in manager.order_by("intent", "complexity", "id")]
+        return example_rows(manager)
+
+
+def example_rows(examples) -> list[dict]:
+    """Examples as JSON-lines rows, in a stable order."""
+    return [{key: getattr(e, key) for key in FIELDS} for e in examples.order_by("intent", "complexity", "id")]
+
+
+def as_json_lines(rows: list[dict]) -> str:
+    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)

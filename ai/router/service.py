@@ -98,11 +98,21 @@ def _count_failure(tenant: Tenant, reason: str, detail: str) -> RoutingDecision:
 
 
 def route_query(
-    *, tenant: Tenant, query: str, vector: np.ndarray, embedder_id: str, settings: TenantAISettings
+    *,
+    tenant: Tenant,
+    query: str,
+    vector: np.ndarray,
+    embedder_id: str,
+    settings: TenantAISettings,
+    preview: bool = False,
 ) -> RoutingDecision:
+    """The routing decision for a query. ``preview`` (the admin's "try a query") never calls
+    the LLM router and records no metrics: it shows the local decision."""
     local = _local(tenant, vector, embedder_id)
     mode = settings.router_mode
-    if mode == TenantAISettings.RouterMode.LLM or (
+    if preview:
+        decision = local
+    elif mode == TenantAISettings.RouterMode.LLM or (
         mode == TenantAISettings.RouterMode.CASCADE and local.confidence < settings.cascade_threshold
     ):
         decision = _llm(tenant, query, settings, local)
@@ -110,6 +120,8 @@ def route_query(
         decision = local
     if contains_personal_data(query):
         decision = replace(decision, cache_strategy=CacheStrategy.BYPASS, reason=decision.reason or "personal_data")
+    if preview:
+        return decision
     metrics.ROUTER_CONFIDENCE.labels(source=decision.source).observe(decision.confidence)
     metrics.ROUTING_DECISIONS.labels(model=decision.model, intent=str(decision.intent)).inc()
     return decision

@@ -26,5 +26,8 @@ class VectorIndex(Protocol):
     def search(self, client: redis.Redis, scope: CacheScope, generation: int, vector: np.ndarray, k: int) -> list[str]:
         """Query hashes of up to ``k`` nearest entries, nearest first."""
 
+    def count(self, client: redis.Redis, scope: CacheScope, generation: int, dim: int) -> int:
+        """Entries of the scope's current generation in the index (expired ones may still count)."""
+
     def remove(self, client: redis.Redis, scope: CacheScope, generation: int, qhashes: list[str]) -> None:
         """Forget entries whose payload is gone."""

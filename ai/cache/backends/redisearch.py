@@ -73,5 +73,14 @@ class RediSearchIndex:
         prefix = scope.entry_prefix()
         return [doc.id[len(prefix) :] for doc in result.docs if doc.id.startswith(prefix)]
 
+    def count(self, client: redis.Redis, scope: CacheScope, generation: int, dim: int) -> int:
+        query = Query(f"@{SCOPE_FIELD}:{{{scope.digest}}} @{GENERATION_FIELD}:{{{generation}}}").paging(0, 0)
+        try:
+            return int(client.ft(scope.index_name(dim)).search(query.dialect(2)).total)
+        except redis.ResponseError as exc:
+            if "no such index" in str(exc).lower():
+                return 0
+            raise
+
     def remove(self, client: redis.Redis, scope: CacheScope, generation: int, qhashes: list[str]) -> None:
         pass  # an entry leaves the index when its key expires or is deleted

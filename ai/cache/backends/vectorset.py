@@ -30,6 +30,9 @@ class VectorSetIndex:
         )
         return [member.decode() if isinstance(member, bytes) else member for member in reply or []]
 
+    def count(self, client: redis.Redis, scope: CacheScope, generation: int, dim: int) -> int:
+        return int(client.execute_command("VCARD", scope.vectorset_key(generation)) or 0)
+
     def remove(self, client: redis.Redis, scope: CacheScope, generation: int, qhashes: list[str]) -> None:
         key = scope.vectorset_key(generation)
         pipe = client.pipeline(transaction=False)
