@@ -9,28 +9,40 @@ from tenants.rls import EnableTenantRLS
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('ai', '0007_verifier'),
-        ('tenants', '0002_row_level_security'),
+        ("ai", "0007_verifier"),
+        ("tenants", "0002_row_level_security"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='TenantSettingsChange',
+            name="TenantSettingsChange",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('field', models.CharField(max_length=64)),
-                ('old_value', models.CharField(blank=True, max_length=200)),
-                ('new_value', models.CharField(max_length=200)),
-                ('changed_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('tenant', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='tenants.tenant')),
-                ('user', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("field", models.CharField(max_length=64)),
+                ("old_value", models.CharField(blank=True, max_length=200)),
+                ("new_value", models.CharField(max_length=200)),
+                ("changed_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "tenant",
+                    models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="tenants.tenant",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-changed_at', '-id'],
-                'indexes': [models.Index(fields=['tenant', '-changed_at'], name='settingschange_tenant_at')],
+                "ordering": ["-changed_at", "-id"],
+                "indexes": [models.Index(fields=["tenant", "-changed_at"], name="settingschange_tenant_at")],
             },
         ),
         EnableTenantRLS("TenantSettingsChange"),
