@@ -14,9 +14,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import sklearn
 from sklearn.ensemble import HistGradientBoostingClassifier
+from threadpoolctl import threadpool_limits
 
 from ai.cache.judge import guard_veto
 from ai.verifier.features import FEATURE_VERSION, Idf, TokenStates, pair_features
+
+# scikit-learn brings OpenMP and scipy's own OpenBLAS. Scoring one pair on a request
+# thread must not wait for a second thread under load (as in ai/apps.py): one thread each.
+threadpool_limits(limits=1)
 
 Pairs = Sequence[tuple[str, str]]
 MODEL_PARAMS = {"max_iter": 400, "learning_rate": 0.05, "max_leaf_nodes": 15, "min_samples_leaf": 30}
