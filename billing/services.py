@@ -142,6 +142,8 @@ class Admission:
     period: str
     reserved: Decimal
     token: str
+    limit: Decimal | None = None  # the monthly spend limit when admitted
+    alert_ratio: Decimal | None = None
 
 
 def _period(now: datetime) -> str:
@@ -191,14 +193,14 @@ def admit(*, tenant: Tenant, client: redis.Redis | None = None, now: datetime | 
     budget = budget_for(tenant)
     _rate_check(client, tenant, budget.requests_per_minute, time.time())
     period = _period(now)
-    reserve = budget.max_request_cost if budget.monthly_spend_limit is not None else ZERO
+    limit = budget.monthly_spend_limit
+    if limit is None:
+        # Nothing to reserve against: only what a request costs touches the counter (settle).
+        return Admission(tenant.pk, period, ZERO, uuid.uuid4().hex)
+    reserve = budget.max_request_cost
     with tenant_scope(tenant):
-        SpendCounter.objects.for_tenant(tenant).bulk_create(
-            [SpendCounter(tenant=tenant, period=period)], ignore_conflicts=True
-        )
-        counter = SpendCounter.objects.for_tenant(tenant).select_for_update().get(period=period)
-        limit = budget.monthly_spend_limit
-        if limit is not None and counter.committed + counter.reserved + reserve > limit:
+        counter = _locked_counter(tenant.pk, period)
+        if counter.committed + counter.reserved + reserve > limit:
             resets = _next_month(now)
             raise AdmissionRefused(
                 402,
@@ -215,28 +217,37 @@ def admit(*, tenant: Tenant, client: redis.Redis | None = None, now: datetime | 
             )
         counter.reserved += reserve
         counter.save(update_fields=["reserved"])
-    return Admission(tenant.pk, period, reserve, uuid.uuid4().hex)
+    return Admission(tenant.pk, period, reserve, uuid.uuid4().hex, limit, budget.soft_alert_ratio)
+
+
+def _locked_counter(tenant_id: int, period: str) -> SpendCounter:
+    """The tenant's spend counter of the period, created if missing, locked until the transaction ends."""
+    SpendCounter.objects.for_tenant(tenant_id).bulk_create(
+        [SpendCounter(tenant_id=tenant_id, period=period)], ignore_conflicts=True
+    )
+    return SpendCounter.objects.for_tenant(tenant_id).select_for_update().get(period=period)
 
 
 def settle(*, admission: Admission, cost: Decimal) -> None:
     """Replace the admission's reservation by what the request really cost."""
+    if not cost and not admission.reserved:
+        return  # a free answer (a cache hit) of a tenant without a spend limit changes no counter
     with tenant_scope(admission.tenant_id):
-        counter = SpendCounter.objects.for_tenant(admission.tenant_id).select_for_update().get(period=admission.period)
+        counter = _locked_counter(admission.tenant_id, admission.period)
         before = counter.committed
         counter.reserved = max(ZERO, counter.reserved - admission.reserved)
         counter.committed += cost
         counter.save(update_fields=["reserved", "committed"])
-        budget = TenantBudget.objects.for_tenant(admission.tenant_id).first()
-    if budget and budget.monthly_spend_limit:
-        alert_at = budget.monthly_spend_limit * budget.soft_alert_ratio
+    if admission.limit:
+        alert_at = admission.limit * admission.alert_ratio
         if before < alert_at <= counter.committed:
             metrics.BUDGET_ALERTS.inc()
             logger.warning(
                 "tenant %s passed %s of its monthly spend limit: $%s of $%s",
                 admission.tenant_id,
-                budget.soft_alert_ratio,
+                admission.alert_ratio,
                 counter.committed,
-                budget.monthly_spend_limit,
+                admission.limit,
             )
 
 

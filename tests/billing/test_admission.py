@@ -6,6 +6,7 @@ import pytest
 import redis
 from django.conf import settings
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIRequestFactory
 
 from billing.models import SpendCounter, TenantBudget
@@ -86,10 +87,17 @@ def test_the_rate_limit_answers_429_with_retry_after():
 
 
 @pytest.mark.django_db
-def test_without_a_spend_limit_nothing_is_reserved():
+def test_without_a_spend_limit_nothing_is_reserved_and_free_answers_touch_no_counter():
     tenant = make_tenant()
-    admission = admit(tenant=tenant, now=NOW)
+    with CaptureQueriesContext(connection) as queries:
+        admission = admit(tenant=tenant, now=NOW)
+        settle(admission=admission, cost=Decimal(0))  # a cache hit
     assert admission.reserved == 0
+    assert not [q for q in queries.captured_queries if "billing_spendcounter" in q["sql"]]
+    settle(admission=admit(tenant=tenant, now=NOW), cost=Decimal("0.25"))  # an answer that cost something
+    settle(admission=admit(tenant=tenant, now=NOW), cost=Decimal("0.5"))
+    with tenant_scope(tenant):
+        assert SpendCounter.objects.for_tenant(tenant).get(period="2026-11").committed == Decimal("0.75")
 
 
 @pytest.mark.django_db
