@@ -34,6 +34,9 @@ DEFAULTS: dict[str, Any] = {
     "ROUTER_LLM_TIMEOUT": 3.0,
     # How long a server capability probe (vector sets, RediSearch) is trusted.
     "REDIS_CAPABILITIES_TTL": 60.0,
+    # Tenant settings, budgets and prices are cached per process this long (an edit elsewhere
+    # reaches every worker within it; an edit in the same process applies at once).
+    "ROW_CACHE_SECONDS": 2.0,
     # False: exact-match caching only. The semantic tier is neither searched nor
     # written (no vectors stored), as on a Redis without a vector API; the
     # end-to-end benchmark compares the two (bench/e2e_bench.py).

@@ -5,6 +5,8 @@ from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.utils import timezone
 
+from ai.conf import ai_settings
+from saascore.ttl import TTLCache
 from tenants.scoping import TenantOwnedModel
 
 
@@ -67,12 +69,22 @@ class TenantAISettings(TenantOwnedModel):
 
 
 def settings_for(tenant) -> TenantAISettings:
-    """The tenant's saved settings, or the defaults (unsaved) when it has none."""
+    """The tenant's saved settings, or the defaults (unsaved) when it has none. Read-only:
+    the object is shared for ``AI["ROW_CACHE_SECONDS"]`` by the requests of this process."""
+    return _settings_cache.get(getattr(tenant, "pk", tenant), lambda: _load_settings(tenant))
+
+
+def _load_settings(tenant) -> TenantAISettings:
     from tenants.scoping import tenant_scope
 
     with tenant_scope(tenant):
         found = TenantAISettings.objects.for_tenant(tenant).first()
-    return found or TenantAISettings(tenant=tenant)
+    return found or TenantAISettings(tenant_id=getattr(tenant, "pk", tenant))
+
+
+_settings_cache = TTLCache("tenant-ai-settings", lambda: ai_settings.ROW_CACHE_SECONDS).forget_on_change(
+    TenantAISettings
+)
 
 
 class TenantSettingsChange(TenantOwnedModel):

@@ -11,7 +11,9 @@ from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import TruncDay
 from django.utils import timezone
 
+from ai.conf import ai_settings
 from billing.models import ModelPrice, UsageRecord
+from saascore.ttl import TTLCache
 from tenants.models import Tenant
 from tenants.scoping import tenant_scope
 
@@ -25,11 +27,16 @@ def model_names() -> set[str]:
 
 def price_at(*, model: str, when: datetime | None = None) -> ModelPrice | None:
     """The price in force for ``model`` at ``when`` (default: now)."""
-    return (
-        ModelPrice.objects.filter(model=model, effective_from__lte=when or timezone.now())
-        .order_by("-effective_from")
-        .first()
-    )
+    when = when or timezone.now()
+    return next((price for price in _prices_of(model) if price.effective_from <= when), None)
+
+
+def _prices_of(model: str) -> list[ModelPrice]:
+    """The model's prices, newest first (cached per process for ``AI["ROW_CACHE_SECONDS"]``)."""
+    return _prices.get(model, lambda: list(ModelPrice.objects.filter(model=model).order_by("-effective_from")))
+
+
+_prices = TTLCache("model-prices", lambda: ai_settings.ROW_CACHE_SECONDS).forget_on_change(ModelPrice)
 
 
 def day_range(start: date, end: date) -> tuple[datetime, datetime]:

@@ -22,9 +22,11 @@ import redis
 from django.db import DatabaseError, InterfaceError, OperationalError
 
 from ai import metrics
+from ai.conf import ai_settings
 from billing.models import SpendCounter, TenantBudget, UsageRecord
 from billing.pricing import ZERO, cost_of
 from billing.spool import drain, spool
+from saascore.ttl import TTLCache
 from tenants.models import Tenant
 from tenants.scoping import tenant_scope
 
@@ -156,8 +158,16 @@ def _next_month(now: datetime) -> datetime:
 
 
 def budget_for(tenant: Tenant) -> TenantBudget:
+    """The tenant's limits (read-only; cached per process for ``AI["ROW_CACHE_SECONDS"]``)."""
+    return _budgets.get(tenant.pk, lambda: _load_budget(tenant))
+
+
+def _load_budget(tenant: Tenant) -> TenantBudget:
     with tenant_scope(tenant):
         return TenantBudget.objects.for_tenant(tenant).first() or TenantBudget(tenant=tenant)
+
+
+_budgets = TTLCache("tenant-budgets", lambda: ai_settings.ROW_CACHE_SECONDS).forget_on_change(TenantBudget)
 
 
 _RATE = """
