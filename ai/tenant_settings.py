@@ -112,7 +112,7 @@ AUDITED_FIELDS = [
 def tenant_settings_save(*, settings: TenantAISettings, user) -> list[TenantSettingsChange]:
     """Validate and save a tenant's settings, recording every changed field.
 
-    Workers read settings per request (``settings_for``), so the change applies to the next query.
+    Every worker's ``settings_for`` sees the change within ``AI["ROW_CACHE_SECONDS"]``.
     """
     from tenants.scoping import tenant_scope
 
