@@ -2,11 +2,11 @@
 
 import io
 import json
-from pathlib import Path
 
 import pytest
-from django.conf import settings
 from django.core.management import CommandError, call_command
+
+from tests.ai.verifier.pairs import labelled_pairs
 
 PAIRS = [
     ("How do I reset my password?", "How can I reset my password?", 1),
@@ -39,8 +39,7 @@ def test_eval_cache_scores_every_step(tmp_path):
 
 
 def test_eval_cache_trains_the_verifier_on_train_pairs_only(tmp_path):
-    qqp = Path(settings.BASE_DIR).parent / "shared" / "data" / "qqp_dev.jsonl"
-    rows = [json.loads(line) for line in qqp.read_text().splitlines()[15_000:15_150]]
+    rows = labelled_pairs()[:150]
     scored = [{"text_a": a, "text_b": b, "label": y} for a, b, y in PAIRS]
     data = _write_jsonl(tmp_path / "pairs.jsonl", scored)
     train = _write_jsonl(tmp_path / "train.jsonl", rows + scored)  # the scored pairs are left out of training

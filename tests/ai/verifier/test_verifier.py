@@ -3,7 +3,6 @@
 import io
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,24 +19,18 @@ from ai.verifier import live
 from ai.verifier.learn import TrainedVerifier, fit_verifier, precision_cutoff
 from ai.verifier.live import ActiveVerifier, PairVerifier
 from ai.verifier.models import LabelledPair, VerifierModel
+from tests.ai.verifier.pairs import labelled_pairs
 
-QQP = Path(settings.BASE_DIR).parent / "shared" / "data" / "qqp_dev.jsonl"
+PAIRS = labelled_pairs()  # 200 pairs
 
 
 def _pairs(offset: int, count: int) -> list[dict]:
-    rows = []
-    with QQP.open() as lines:
-        for number, line in enumerate(lines):
-            if number >= offset:
-                rows.append(json.loads(line))
-            if len(rows) == count:
-                break
-    return rows
+    return PAIRS[offset : offset + count]
 
 
 @pytest.fixture(scope="module")
 def trained() -> TrainedVerifier:
-    rows = _pairs(10_000, 400)
+    rows = _pairs(0, 140)
     embedder = get_embedder()
     pairs = [(r["text_a"], r["text_b"]) for r in rows]
     vectors = embedder.embed([t for p in pairs for t in p]).vectors
@@ -55,15 +48,15 @@ def test_precision_cutoff_is_the_lowest_score_reaching_the_target():
 
 def test_a_trained_verifier_separates_same_from_different_questions(trained):
     embedder = get_embedder()
-    held_out = _pairs(12_000, 300)
+    held_out = _pairs(140, 60)
     pairs = [(r["text_a"], r["text_b"]) for r in held_out]
     vectors = embedder.embed([t for p in pairs for t in p]).vectors
     cosines = np.einsum("ij,ij->i", vectors[0::2], vectors[1::2])
     scores = trained.scores(pairs, cosines, embedder)
     labels = np.array([r["label"] for r in held_out])
-    assert scores.shape == (300,) and ((scores >= 0) & (scores <= 1)).all()
+    assert scores.shape == (60,) and ((scores >= 0) & (scores <= 1)).all()
     assert scores[labels == 1].mean() > scores[labels == 0].mean() + 0.2
-    assert 0 < trained.min_score < 1 and trained.report["calibration_pairs"] == 80
+    assert 0 < trained.min_score <= 1 and trained.report["calibration_pairs"] == 28
 
 
 def test_a_stored_verifier_round_trips_and_refuses_other_versions(trained):
@@ -97,7 +90,7 @@ def test_the_judge_follows_the_verifier_in_its_band_only(trained):
 @pytest.mark.django_db
 def test_train_verifier_learns_from_files_and_admin_pairs_and_activates(tmp_path):
     data = tmp_path / "pairs.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in _pairs(14_000, 200)))
+    data.write_text("".join(json.dumps(r) + "\n" for r in _pairs(0, 200)))
     LabelledPair.objects.create(text_a="How do I cancel?", text_b="How can I cancel my plan?", same=True)
     LabelledPair.objects.create(text_a="How do I cancel?", text_b="How do I upgrade?", same=False)
     out = io.StringIO()
