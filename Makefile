@@ -66,3 +66,14 @@ test: lint services-start browser alerts
 
 clean: services-stop
 	rm -rf var
+
+# End-to-end load benchmark (issue 8, about 15 minutes): three configurations, then the
+# saturation run, on the bench's own services under var/bench; results in bench/results/.
+.PHONY: bench
+$(VENV)/.installed-bench: requirements-bench.txt $(VENV)/.installed-dev
+	$(PY) -m pip install --quiet -r requirements-bench.txt
+	touch $@
+
+bench: $(VENV)/.installed-bench
+	$(PY) bench/e2e_bench.py --update-docs
+	$(PY) bench/saturation_bench.py --profile --update-docs
