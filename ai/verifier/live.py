@@ -71,7 +71,6 @@ class ActiveVerifier:
 
     def _refresh(self) -> None:
         from ai.embeddings import get_embedder
-        from ai.verifier.learn import TrainedVerifier
         from ai.verifier.models import VerifierModel
 
         self._checked_at = time.monotonic()
@@ -83,6 +82,9 @@ class ActiveVerifier:
             self._version, self._current = version, None
             if row is None:
                 return
+            # scikit-learn (a 2-3 s import holding the GIL) loads only once a verifier is active.
+            from ai.verifier.learn import TrainedVerifier
+
             record = VerifierModel.objects.get(pk=row["pk"])
             trained = TrainedVerifier.from_bytes(bytes(record.blob))
         except DatabaseError:

@@ -87,3 +87,23 @@ def test_eval_router_reports_accuracy_calibration_and_latency(tmp_path):
     assert result["per_intent"]["retrieval"]["support"] == 1 and result["per_intent"]["error"]["support"] == 1
     assert 0 <= result["accuracy"] <= 1 and 0 <= result["expected_calibration_error"] <= 1
     assert set(result["latency_ms"]) == {"p50", "p95", "p99"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_load_jsonl_loads_and_ingests_a_tenants_documents(tmp_path):
+    from ai.rag.models import Document
+    from tenants.scoping import tenant_scope
+    from tests.factories import make_tenant
+
+    tenant = make_tenant()
+    rows = [
+        {"q": f"Question {n}?", "a": f"The answer to question {n} is {n * 7}.", "url": f"https://x/{n}"}
+        for n in range(3)
+    ]
+    corpus = _write_jsonl(tmp_path / "faq.jsonl", rows)
+    out = io.StringIO()
+    call_command("load_jsonl", corpus, tenant=tenant.slug, text_field="a", title_field="q", source_field="url",
+                 stdout=out, stderr=io.StringIO())  # fmt: skip
+    assert "3 created, 0 updated, 3 documents ready" in out.getvalue()
+    with tenant_scope(tenant):
+        assert set(Document.objects.for_tenant(tenant).values_list("status", flat=True)) == {"ready"}

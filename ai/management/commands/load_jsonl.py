@@ -41,7 +41,7 @@ class Command(BaseCommand):
                 break
         created, updated = documents_bulk_upsert(tenant=tenant_obj, rows=rows)
         with tenant_scope(tenant_obj):
-            ids = list(Document.objects.fortenant_from_slug(tenant_obj).values_list("id", flat=True))
+            ids = list(Document.objects.for_tenant(tenant_obj).values_list("id", flat=True))
         for done, document_id in enumerate(ids, 1):
             document_ingest(tenant_id=tenant_obj.pk, document_id=document_id)
             if done % 25 == 0 or done == len(ids):
