@@ -47,7 +47,9 @@ class TenantOwnedAdmin(admin.ModelAdmin):
         managed = request_managed_tenants(request)
         if managed is None:
             return queryset
-        visible = Q(tenant_id__in=managed) | (Q(tenant__isnull=True) if self._has_global_rows() else Q(pk__in=[]))
+        visible = Q(tenant_id__in=managed)
+        if self._has_global_rows():
+            visible |= Q(tenant__isnull=True)
         return queryset.filter(visible)
 
     def _tenant_admin(self, request) -> frozenset[int] | None:

@@ -55,7 +55,9 @@ class TenantAISettingsAdmin(TenantOwnedAdmin):
     def save_model(self, request, obj, form, change):
         changes = tenant_settings_save(settings=obj, user=request.user)
         if changes:
-            messages.info(request, "Recorded: " + "; ".join(str(c) for c in changes) + ". Applies to the next query.")
+            messages.info(
+                request, "Recorded: " + "; ".join(str(c) for c in changes) + ". Every worker uses it within seconds."
+            )
 
     def get_urls(self):
         flush = self.admin_site.admin_view(self.flush_view)

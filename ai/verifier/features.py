@@ -78,7 +78,6 @@ class TokenStates:
 
     def __call__(self, texts: Sequence[str], batch: int = 32) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per text: (token ids, unit token vectors) without the special tokens."""
-        out: list[tuple[np.ndarray, np.ndarray]] = []
         # Batches of similar length waste less padding.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         by_index: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -94,9 +93,7 @@ class TokenStates:
                     token_ids, vectors = ids[row, :length], hidden[row, :length].astype(np.float32)
                 vectors /= np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-9, None)
                 by_index[i] = (token_ids, vectors)
-        for i in range(len(texts)):
-            out.append(by_index[i])
-        return out
+        return [by_index[i] for i in range(len(texts))]
 
 
 class Idf:

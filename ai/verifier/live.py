@@ -51,8 +51,7 @@ class PairVerifier:
 
 
 class ActiveVerifier:
-    def __init__(self, embedder_factory=None) -> None:
-        self._embedder_factory = embedder_factory
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._checked_at = float("-inf")
         self._version: tuple | None = None
@@ -93,7 +92,7 @@ class ActiveVerifier:
         except ValueError as error:
             log.error("Verifier #%s is not usable: %s", row["pk"], error)
             return
-        embedder = (self._embedder_factory or get_embedder)()
+        embedder = get_embedder()
         if embedder.id != trained.embedder_id:
             log.error("Verifier #%s was trained with %s, the cache embeds with %s: not used", record.pk,
                       trained.embedder_id, embedder.id)  # fmt: skip
