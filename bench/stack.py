@@ -24,7 +24,7 @@ BENCH_REDIS_MAXMEMORY = "2gb"  # no eviction during a run: every entry stays unt
 def use_bench_services() -> None:
     os.environ["SAASCORE_VAR_DIR"] = str(BENCH_VAR)
     os.environ["SAASCORE_REDIS_MAXMEMORY"] = BENCH_REDIS_MAXMEMORY
-    for name in ("DATABASE_URL", "DATABASE_OWNER_URL", "REDIS_URL"):
+    for name in ("DATABASE_URL", "DATABASE_OWNER_URL", "DATABASE_UNSCOPED_URL", "REDIS_URL"):
         os.environ.pop(name, None)
 
 

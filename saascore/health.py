@@ -3,7 +3,9 @@
 ``/health/live`` answers while the process can serve. ``/health/ready`` checks
 PostgreSQL (and pgvector) and Redis (and its vector API). PostgreSQL down makes
 it 503; Redis down leaves it 200 with status "degraded", because the cache
-fails open and the gateway still answers without it.
+fails open and the gateway still answers without it. Each probe is bounded
+(``PROBE_SECONDS``), and a failure is named by its kind only: error messages
+carry host names and addresses, which a public endpoint must not show.
 """
 
 import redis
@@ -14,18 +16,28 @@ from django.views.decorators.http import require_GET
 
 from ai.cache.capabilities import server_capabilities
 from ai.cache.connection import redis_client
+from saascore.db.base import client_timeout
+from saascore.ops import ops_allowed
+
+PROBE_SECONDS = 2.0
+
+
+def _failure(exc: BaseException) -> str:
+    """The kind of failure, without the message (it names hosts)."""
+    cause = exc.__cause__ or exc
+    return type(cause).__name__
 
 
 def _postgres() -> dict:
     try:
-        with connection.cursor() as cursor:
+        with client_timeout(PROBE_SECONDS), connection.cursor() as cursor:
             cursor.execute(
                 "SELECT current_setting('server_version'), "
                 "(SELECT extversion FROM pg_extension WHERE extname = 'vector')"
             )
             version, pgvector = cursor.fetchone()
     except DatabaseError as exc:
-        return {"ok": False, "error": str(exc).strip().splitlines()[0]}
+        return {"ok": False, "error": _failure(exc)}
     return {"ok": True, "version": version, "pgvector": pgvector}
 
 
@@ -33,7 +45,7 @@ def _redis() -> dict:
     try:
         found = server_capabilities(redis_client())
     except redis.RedisError as exc:
-        return {"ok": False, "error": f"{type(exc).__name__}: {exc}", "semantic_cache": "unavailable"}
+        return {"ok": False, "error": _failure(exc), "semantic_cache": "unavailable"}
     return {
         "ok": True,
         "version": found.version,
@@ -58,6 +70,5 @@ def ready(request: HttpRequest) -> JsonResponse:
         status = "degraded"
     else:
         status = "ok"
-    return JsonResponse(
-        {"status": status, "postgres": postgres, "redis": redis_}, status=503 if status == "unavailable" else 200
-    )
+    body = {"status": status, "postgres": postgres, "redis": redis_} if ops_allowed(request) else {"status": status}
+    return JsonResponse(body, status=503 if status == "unavailable" else 200)

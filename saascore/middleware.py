@@ -6,7 +6,15 @@ from collections.abc import Callable
 from django.core.exceptions import BadRequest, PermissionDenied, SuspiciousOperation
 from django.http import Http404, HttpRequest, HttpResponse
 
-from saascore.api.errors import body_too_large, error_response, is_api_path, max_body_bytes
+from saascore.api.errors import (
+    DATABASE_RETRY_AFTER,
+    body_too_large,
+    database_unavailable_response,
+    error_response,
+    is_api_path,
+    max_body_bytes,
+)
+from saascore.db.base import database_unavailable
 from saascore.logs import request_id_var, tenant_id_var
 
 logger = logging.getLogger("saascore.errors")
@@ -55,6 +63,13 @@ class ApiErrorMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if database_unavailable(exception):
+            logger.warning("database unavailable in %s: %s", request.path, type(exception).__name__)
+            if is_api_path(request.path):
+                return database_unavailable_response()
+            response = HttpResponse("The service cannot reach its database right now. Retry shortly.", status=503)
+            response["Retry-After"] = str(DATABASE_RETRY_AFTER)
+            return response
         if not is_api_path(request.path) or isinstance(exception, _HANDLED_BY_DJANGO):
             return None
         logger.exception("unhandled error in %s (request %s)", request.path, getattr(request, "request_id", "-"))

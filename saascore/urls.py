@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from saascore import health
+from saascore import health, ops
 
 handler400 = "saascore.api.errors.handler400"
 handler403 = "saascore.api.errors.handler403"
@@ -20,5 +20,5 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("health/live", health.live, name="health-live"),
     path("health/ready", health.ready, name="health-ready"),
-    path("", include("django_prometheus.urls")),
+    path("metrics", ops.metrics, name="prometheus-django-metrics"),
 ]

@@ -7,22 +7,26 @@ Two walls:
    it means every tenant (``Model.objects.unscoped()``).
 2. In PostgreSQL, Row-Level Security on every tenant-owned table shows a
    transaction only the rows of the tenant it set with
-   ``set_config('app.tenant_id', ..., true)``. ``tenant_scope`` and
-   ``unscoped_scope`` open that transaction. Outside them the application role
-   sees no tenant-owned row at all.
+   ``set_config('app.tenant_id', ..., true)``; ``tenant_scope`` opens that
+   transaction. Outside it the application role sees no tenant-owned row at all,
+   and nothing it can set changes that. ``unscoped_scope`` works on a second
+   connection, as a role the policies admit (tenants/rls.py).
 
-What it does not guarantee: code that runs raw SQL as the owner role, or that
-opens ``unscoped_scope`` for a request it should not, is trusted.
+What it does not guarantee: code that runs raw SQL as the owner or the unscoped
+role, or that opens ``unscoped_scope`` for a request it should not, is trusted.
 """
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import connections, models, transaction
 
 TENANT_SETTING = "app.tenant_id"
-BYPASS_SETTING = "app.rls_bypass"
+# The database alias of unscoped work: a second role whose policies admit every
+# row (tenants/rls.py). The application role cannot become it or switch it on.
+UNSCOPED_ALIAS = "unscoped"
 
 
 class TenantScopeError(RuntimeError):
@@ -44,6 +48,10 @@ def current_tenant_id() -> int | None:
     return value if isinstance(value, int) else None
 
 
+def is_unscoped() -> bool:
+    return _current.get() is UNSCOPED
+
+
 def _tenant_pk(tenant: object) -> int:
     pk = getattr(tenant, "pk", tenant)
     if not isinstance(pk, int):
@@ -51,36 +59,26 @@ def _tenant_pk(tenant: object) -> int:
     return pk
 
 
-def _set_local(using: str, tenant_id: str, bypass: str) -> None:
+def _set_tenant(using: str, value: int | _Unscoped | None) -> None:
+    tenant_id = str(value) if isinstance(value, int) else ""
     with connections[using].cursor() as cursor:
-        cursor.execute(
-            "SELECT set_config(%s, %s, true), set_config(%s, %s, true)",
-            [TENANT_SETTING, tenant_id, BYPASS_SETTING, bypass],
-        )
-
-
-def _apply(value: int | _Unscoped | None, using: str) -> None:
-    if isinstance(value, int):
-        _set_local(using, str(value), "off")
-    elif value is UNSCOPED:
-        _set_local(using, "", "on")
-    else:
-        _set_local(using, "", "off")
+        cursor.execute("SELECT set_config(%s, %s, true)", [TENANT_SETTING, tenant_id])
 
 
 @contextmanager
 def _scope(value: int | _Unscoped, using: str) -> Iterator[None]:
     previous = _current.get()
-    # Inside an outer transaction the setting outlives this block, so a normal
-    # exit restores the outer one; on an exception the savepoint rollback does.
+    # Inside an outer transaction on the same connection the setting outlives this
+    # block, so a normal exit restores the outer one; on an exception the savepoint
+    # rollback does.
     nested = connections[using].in_atomic_block
     token = _current.set(value)
     try:
         with transaction.atomic(using=using):
-            _apply(value, using)
+            _set_tenant(using, value)
             yield
             if nested:
-                _apply(previous, using)
+                _set_tenant(using, previous)
     finally:
         _current.reset(token)
 
@@ -94,9 +92,37 @@ def tenant_scope(tenant: object, *, using: str = "default"):
     return _scope(_tenant_pk(tenant), using)
 
 
-def unscoped_scope(*, using: str = "default"):
-    """A transaction that sees every tenant: for the admin, jobs and migrations only."""
-    return _scope(UNSCOPED, using)
+def unscoped_scope():
+    """A transaction that sees every tenant: for the admin, jobs and migrations only.
+
+    It runs on the ``unscoped`` database alias (``DATABASE_UNSCOPED_URL``), whose
+    role the RLS policies admit; every ORM query inside it is routed there
+    (``ScopeRouter``). It is a different connection from the request's: rows that
+    another open transaction wrote are not visible to it until that one commits.
+    """
+    if UNSCOPED_ALIAS not in connections.settings:
+        raise ImproperlyConfigured(
+            "unscoped_scope() needs the 'unscoped' database (DATABASE_UNSCOPED_URL): a role that the "
+            "row-level security policies admit for cross-tenant work (docs/operations.md)."
+        )
+    return _scope(UNSCOPED, UNSCOPED_ALIAS)
+
+
+class ScopeRouter:
+    """Database router: inside ``unscoped_scope()`` every query goes to the unscoped
+    alias, everywhere else to ``default`` (the application role, under RLS)."""
+
+    def _route(self, model, **hints) -> str:
+        return UNSCOPED_ALIAS if _current.get() is UNSCOPED else "default"
+
+    db_for_read = _route
+    db_for_write = _route
+
+    def allow_relation(self, obj1, obj2, **hints) -> bool:
+        return True
+
+    def allow_migrate(self, db: str, app_label: str, **hints) -> bool:
+        return db != UNSCOPED_ALIAS
 
 
 class TenantQuerySet(models.QuerySet):

@@ -1,7 +1,11 @@
 """Test set-up: real PostgreSQL (pgvector) and Redis, started here when the URLs are unset.
 
 The test database is created and migrated as the owner role; the tests then run
-as the application role, so Row-Level Security applies to them as in production.
+as the application role, so Row-Level Security applies to them as in production,
+and ``unscoped_scope()`` connects as the unscoped role, on its own connection.
+That connection is not inside a non-transactional test's transaction: a test
+whose unscoped work (the operators' admin, cross-tenant jobs) must see rows the
+test made is ``django_db(transaction=True)``.
 """
 
 import json
@@ -11,6 +15,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.db import connections
+from django.test import TransactionTestCase
 
 
 def pytest_configure(config):
@@ -23,23 +28,28 @@ def pytest_configure(config):
 _CONNECTION_KEYS = ("USER", "PASSWORD", "HOST", "PORT", "OPTIONS")
 
 
-def _connect_default_as(role_settings: dict) -> None:
-    connection = connections["default"]
+def _connect_as(role_settings: dict, alias: str = "default") -> None:
+    connection = connections[alias]
     connection.close()
     for key in _CONNECTION_KEYS:
         connection.settings_dict[key] = role_settings.get(key, "" if key != "OPTIONS" else {})
 
 
+# Every database test may use both aliases; `unscoped` mirrors `default`'s test database.
+TransactionTestCase.databases = {"default", "unscoped"}
+
+
 @pytest.fixture(scope="session")
 def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix):
-    _connect_default_as(settings.SAASCORE_DB_OWNER)
+    _connect_as(settings.SAASCORE_DB_OWNER)
 
 
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup, django_db_blocker):
-    _connect_default_as(settings.SAASCORE_DB_APP)
+    _connect_as(settings.SAASCORE_DB_APP)
+    _connect_as(settings.SAASCORE_DB_UNSCOPED, "unscoped")  # a test mirror: the same test database
     yield
-    _connect_default_as(settings.SAASCORE_DB_OWNER)
+    _connect_as(settings.SAASCORE_DB_OWNER)
 
 
 @pytest.fixture
@@ -61,8 +71,8 @@ def seed_data(request):
     from billing.catalog import catalog_seed
     from tenants.scoping import unscoped_scope
 
-    with unscoped_scope():
-        catalog_seed()
+    catalog_seed()  # not tenant-owned: inside the test's transaction, like the test's own rows
+    with unscoped_scope():  # global rows: committed on the unscoped connection, idempotent
         route_rules_seed()
 
 

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
-from django.db import connection
+from django.db import connections
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,9 +23,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_database_url() -> str:
-    """The URL of the test database as the application role."""
-    s = connection.settings_dict
+def test_database_url(alias: str = "default") -> str:
+    """The URL of the test database as the application role (or the role of another alias)."""
+    s = connections[alias].settings_dict
     if s["HOST"].startswith("/"):
         return f"postgresql://{quote(s['USER'])}:{quote(s['PASSWORD'] or '')}@/{s['NAME']}?host={quote(s['HOST'])}"
     return f"postgresql://{quote(s['USER'])}:{quote(s['PASSWORD'] or '')}@{s['HOST']}:{s['PORT'] or 5432}/{s['NAME']}"
@@ -50,6 +50,7 @@ def gunicorn(output: list[str] | None = None, **env: str):
         "DJANGO_SETTINGS_MODULE": "saascore.settings.local",
         "DATABASE_URL": test_database_url(),
         "DATABASE_OWNER_URL": "",
+        "DATABASE_UNSCOPED_URL": test_database_url("unscoped"),
         "BIND": f"127.0.0.1:{port}",
         "WEB_CONCURRENCY": "1",
         **env,

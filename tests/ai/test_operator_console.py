@@ -43,7 +43,7 @@ def _settings(tenant, **fields) -> TenantAISettings:
         return TenantAISettings.objects.create(tenant=tenant, **fields)
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_a_settings_change_is_recorded_with_who_what_from_and_to(operator):
     tenant = make_tenant()
     settings = _settings(tenant)
@@ -60,7 +60,7 @@ def test_a_settings_change_is_recorded_with_who_what_from_and_to(operator):
     assert "settings-changes" in page and "0.86" in page
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_an_invalid_change_is_refused_and_not_recorded(operator):
     tenant = make_tenant()
     settings = _settings(tenant)
@@ -71,7 +71,7 @@ def test_an_invalid_change_is_refused_and_not_recorded(operator):
         assert not TenantSettingsChange.objects.for_tenant(tenant).exists()
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_the_cache_panel_counts_entries_and_flushing_stops_old_hits(operator):
     tenant = make_tenant()
     settings = _settings(tenant)
@@ -124,7 +124,7 @@ def test_examples_import_and_export_as_json_lines(operator):
     assert response.status_code == 200 and "needs at least" in response.content.decode()
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_a_tenant_admin_sees_and_changes_only_their_own_tenant(client):
     mine, theirs = make_tenant(slug="mine"), make_tenant(slug="theirs")
     my_settings, their_settings = _settings(mine), _settings(theirs)
@@ -147,7 +147,7 @@ def test_a_tenant_admin_sees_and_changes_only_their_own_tenant(client):
     assert "mine" in choices and "theirs" not in choices
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_a_tenant_viewer_gets_nothing_in_the_admin(client):
     tenant = make_tenant()
     settings = _settings(tenant)

@@ -78,6 +78,7 @@ def test_billing_report_matches_the_ledger(ledger):
     assert "Baseline (naive RAG)" in text.getvalue() and "$0.063000" in text.getvalue()
 
 
+@pytest.mark.django_db(transaction=True)  # memberships are read on the unscoped connection
 class TestDashboard:
     def _member(self, client, tenant, role="viewer"):
         user = get_user_model().objects.create_user(f"user-{tenant.slug}", password="pw")

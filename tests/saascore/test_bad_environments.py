@@ -62,11 +62,12 @@ def test_production_settings_refuse_to_start_without_secrets():
         "DJANGO_SETTINGS_MODULE": "saascore.settings.production",
         "SECRET_KEY": "",
         "DATABASE_URL": "",
+        "DATABASE_UNSCOPED_URL": "",
         "REDIS_URL": "",
     }
     result = _run("manage.py", "check", **env)
     assert result.returncode != 0
-    assert "SECRET_KEY, DATABASE_URL, REDIS_URL" in result.stderr
+    assert "SECRET_KEY, DATABASE_URL, DATABASE_UNSCOPED_URL, REDIS_URL" in result.stderr
 
 
 def test_production_settings_start_with_them():
@@ -74,6 +75,7 @@ def test_production_settings_start_with_them():
         "DJANGO_SETTINGS_MODULE": "saascore.settings.production",
         "SECRET_KEY": "x" * 50,
         "DATABASE_URL": "postgresql://app@db.example/saascore",
+        "DATABASE_UNSCOPED_URL": "postgresql://ops@db.example/saascore",
         "REDIS_URL": "redis://cache.example:6379/0",
         "ALLOWED_HOSTS": "api.example.com",
     }

@@ -5,7 +5,7 @@ from tenants.models import ApiKey
 from tenants.scoping import tenant_scope
 from tests.factories import make_key, make_tenant
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(transaction=True)  # unscoped work runs on its own connection
 
 
 @pytest.fixture

@@ -2,16 +2,16 @@
 
 import pytest
 from django.apps import apps
-from django.db import IntegrityError, ProgrammingError, connection, transaction
+from django.db import IntegrityError, ProgrammingError, connections, transaction
 
-from tenants.scoping import TenantOwnedModel, tenant_scope, unscoped_scope
+from tenants.scoping import UNSCOPED_ALIAS, TenantOwnedModel, tenant_scope, unscoped_scope
 from tests.factories import make_key, make_tenant
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(transaction=True)  # unscoped work runs on its own connection
 
 
-def _fetch(sql: str, params=None) -> list[tuple]:
-    with connection.cursor() as cursor:
+def _fetch(sql: str, params=None, using: str = "default") -> list[tuple]:
+    with connections[using].cursor() as cursor:
         cursor.execute(sql, params or [])
         return cursor.fetchall()
 
@@ -55,8 +55,9 @@ def test_raw_sql_sees_only_the_current_tenant():
     with tenant_scope(b):
         assert _fetch("SELECT count(*) FROM tenants_apikey WHERE tenant_id = %s", [a.pk]) == [(0,)]
         assert _fetch("SELECT count(*) FROM tenants_apikey") == [(2,)]
-    with unscoped_scope():
-        assert _fetch("SELECT count(*) FROM tenants_apikey") == [(3,)]
+    with unscoped_scope():  # raw SQL of unscoped work goes to its own connection
+        assert _fetch("SELECT count(*) FROM tenants_apikey", using=UNSCOPED_ALIAS) == [(3,)]
+        assert _fetch("SELECT count(*) FROM tenants_apikey") == [(0,)]
 
 
 def test_writes_into_another_tenant_are_rejected():
@@ -76,3 +77,33 @@ def test_updates_cannot_move_rows_to_another_tenant():
     with tenant_scope(a), pytest.raises((ProgrammingError, IntegrityError)):
         with transaction.atomic():
             _fetch("UPDATE tenants_apikey SET tenant_id = %s WHERE id = %s RETURNING id", [b.pk, key_a.pk])
+
+
+def test_the_application_role_cannot_switch_the_escape_hatch_on():
+    """One SQL injection through the application's connection must stay inside its tenant:
+    no setting it writes, no role it takes and no function it rewrites opens other tenants' rows."""
+    a, b = make_tenant(), make_tenant()
+    key_a, _ = make_key(a)
+    make_key(b)
+    with tenant_scope(a):
+        _fetch("SELECT set_config('app.rls_bypass', 'on', true)")  # the old escape hatch
+        _fetch("SELECT set_config('app.tenant_id', '', true)")
+        assert _fetch("SELECT count(*) FROM tenants_apikey") == [(0,)]
+    for attack in (
+        "SET ROLE saascore_unscoped",
+        "SET SESSION AUTHORIZATION saascore_unscoped",
+        "CREATE OR REPLACE FUNCTION saascore_rls_unscoped() RETURNS boolean LANGUAGE sql AS 'SELECT true'",
+        "ALTER TABLE tenants_apikey NO FORCE ROW LEVEL SECURITY",
+    ):
+        with pytest.raises(ProgrammingError), transaction.atomic():
+            _fetch(attack)
+    with tenant_scope(a):
+        assert _fetch("SELECT id FROM tenants_apikey") == [(key_a.pk,)]
+
+
+def test_unscoped_work_runs_as_its_own_role_on_its_own_connection():
+    from django.conf import settings
+
+    with unscoped_scope():
+        assert _fetch("SELECT current_user", using=UNSCOPED_ALIAS) == [(settings.SAASCORE_DB_UNSCOPED_ROLE,)]
+    assert _fetch("SELECT current_user") == [(settings.SAASCORE_DB_APP_ROLE,)]

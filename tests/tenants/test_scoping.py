@@ -4,7 +4,7 @@ from tenants.models import ApiKey, Membership
 from tenants.scoping import TenantScopeError, current_tenant_id, tenant_scope, unscoped_scope
 from tests.factories import make_key, make_tenant
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(transaction=True)  # unscoped work runs on its own connection
 
 
 def test_default_manager_refuses_queries_without_a_tenant():

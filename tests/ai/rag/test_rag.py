@@ -62,7 +62,8 @@ def test_a_small_tenant_beside_a_large_one_still_gets_k_results_with_high_recall
                         embedder_id="e",
                     )
                     for i, v in enumerate(vectors)
-                ]
+                ],
+                batch_size=500,  # each INSERT well within the statement timeout
             )
         return vectors
 

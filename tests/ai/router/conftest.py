@@ -15,5 +15,5 @@ def fresh_router_caches():
 
 
 @pytest.fixture
-def starter_examples(db):
+def starter_examples(transactional_db):  # global rows: written on the unscoped connection
     router_examples_import(rows=parse_lines(STARTER_EXAMPLES.read_text().splitlines()), tenant=None)

@@ -15,7 +15,7 @@ from tenants.scoping import tenant_scope
 from tests.factories import make_tenant
 from tests.openai_server import OpenAIServer
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(transaction=True)  # unscoped work runs on its own connection
 
 
 def route(tenant, query, **settings_fields):
