@@ -36,19 +36,33 @@ from ai.cache.singleflight import Flight, take_off
 
 logger = logging.getLogger("saascore.cache")
 
-# A generation starts from the clock (ms) and only moves forward.
-_ENSURE_GENERATION = """
+# A generation starts from the server's clock (microseconds) and only moves forward.
+# One clock (Redis's) for every app host, and a resolution at which a key lost and
+# made again never gets the value it had.
+_SERVER_MICROSECONDS = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+"""
+_ENSURE_GENERATION = (
+    """
 local current = redis.call('GET', KEYS[1])
 if current then return current end
-redis.call('SET', KEYS[1], ARGV[1])
-return ARGV[1]
 """
-_BUMP_GENERATION = """
+    + _SERVER_MICROSECONDS
+    + """
+redis.call('SET', KEYS[1], string.format('%d', now))
+return string.format('%d', now)
+"""
+)
+_BUMP_GENERATION = (
+    _SERVER_MICROSECONDS
+    + """
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-local nxt = math.max(current + 1, tonumber(ARGV[1]))
+local nxt = math.max(current + 1, now)
 redis.call('SET', KEYS[1], string.format('%d', nxt))
 return string.format('%d', nxt)
 """
+)
 
 
 @dataclass(frozen=True)
@@ -73,10 +87,6 @@ class Lookup:
 class Stored:
     stored: bool
     reason: str
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class SemanticCache:
@@ -118,13 +128,11 @@ class SemanticCache:
     def _generation(self, tenant_id: int, current: bytes | None) -> int:
         if current is not None:
             return int(current)
-        return int(self._ensure(keys=[generation_key(tenant_id)], args=[_now_ms()]))
+        return int(self._ensure(keys=[generation_key(tenant_id)]))
 
     def invalidate(self, tenant_id: int) -> int | None:
         """Start a new generation for the tenant: no older entry is served again."""
-        return self._call(
-            "invalidate", lambda: int(self._bump(keys=[generation_key(tenant_id)], args=[_now_ms()])), None
-        )
+        return self._call("invalidate", lambda: int(self._bump(keys=[generation_key(tenant_id)])), None)
 
     # -- exact tier -------------------------------------------------------------
 
