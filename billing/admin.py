@@ -1,11 +1,11 @@
 from django.contrib import admin
 
 from billing.models import ModelPrice, TenantBudget, UsageRecord
-from tenants.admin import TenantOwnedAdmin
+from tenants.admin import OperatorOnlyAdmin, TenantOwnedAdmin
 
 
 @admin.register(ModelPrice)
-class ModelPriceAdmin(admin.ModelAdmin):
+class ModelPriceAdmin(OperatorOnlyAdmin):
     list_display = ["model", "provider", "input_per_million", "output_per_million", "effective_from"]
     list_filter = ["provider", "model"]
 
