@@ -12,11 +12,17 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db.models import Q
 from django.http import Http404
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.cache import add_never_cache_headers
 from django_tasks_db.models import DBTaskResult
 
 from tenants.access import is_operator, request_tenants_managed
 from tenants.models import ApiKey, Membership, Tenant
 from tenants.services import api_key_create, api_key_revoke
+
+# Held on the unsaved admin instance between save_model and response_add, in memory only.
+_PLAINTEXT_ATTRIBUTE = "_plaintext_key"
 
 
 class MissingIs404Admin(admin.ModelAdmin):
@@ -160,6 +166,12 @@ class MembershipAdmin(TenantOwnedAdmin):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(TenantOwnedAdmin):
+    """A new key is shown once, on the page that answers the POST creating it.
+
+    The plain key never reaches the session, a cookie, the messages framework or the
+    admin's LogEntry: it lives in this request's memory and in that one response.
+    """
+
     list_display = ["name", "display", "tenant", "created_at", "expires_at", "revoked_at", "last_used_at"]
     list_filter = ["tenant"]
     fields = ["tenant", "name", "expires_at", "display", "created_at", "revoked_at", "last_used_at"]
@@ -176,8 +188,28 @@ class ApiKeyAdmin(TenantOwnedAdmin):
         api_key, key = api_key_create(
             tenant=obj.tenant, name=obj.name, expires_at=obj.expires_at, created_by=request.user
         )
-        obj.pk = api_key.pk
-        messages.warning(request, f"New API key (copy it now, it is not shown again): {key}")
+        obj.pk, obj.prefix, obj.hashed_key, obj.created_at = (
+            api_key.pk, api_key.prefix, api_key.hashed_key, api_key.created_at
+        )  # fmt: skip
+        setattr(obj, _PLAINTEXT_ATTRIBUTE, key)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        key = obj.__dict__.pop(_PLAINTEXT_ATTRIBUTE, None)
+        if key is None:
+            return super().response_add(request, obj, post_url_continue)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": "Copy the new API key now",
+            "api_key": obj,
+            "plaintext": key,
+            "change_url": reverse("admin:tenants_apikey_change", args=[obj.pk]),
+            "changelist_url": reverse("admin:tenants_apikey_changelist"),
+            "add_url": reverse("admin:tenants_apikey_add"),
+        }
+        response = TemplateResponse(request, "admin/tenants/apikey/created.html", context)
+        add_never_cache_headers(response)
+        return response
 
     @admin.action(description="Revoke the selected keys")
     def revoke(self, request, queryset):

@@ -1,4 +1,5 @@
-"""In a real browser: a tenant admin of one tenant meets 404 at every door of another."""
+"""In a real browser: a tenant admin of one tenant meets 404 at every door of another; a new API key
+is shown once and a reload neither shows it again nor makes a second one."""
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -7,11 +8,11 @@ from ai.rag.models import Document
 from ai.tenant_settings import TenantAISettings
 from billing.models import UsageRecord
 from billing.services import Usage, usage_record
-from tenants.models import Membership, Tenant
+from tenants.models import ApiKey, Membership, Tenant
 from tenants.scoping import tenant_scope
 from tenants.services import membership_set
 from tests.browser import browser_page, screenshot
-from tests.factories import make_tenant
+from tests.factories import auth, make_tenant
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 PASSWORD = "a-long-test-password"
@@ -68,3 +69,38 @@ def test_a_tenant_admin_sees_their_dashboard_and_meets_404_for_another_tenant(li
         screenshot(page, "access-other-admin-404")
         page.goto(f"{base}/admin/ai/document/")
         assert "Alpha Air fees" in page.text_content("#result_list") and "Bravo" not in page.content()
+
+
+def test_a_new_api_key_is_shown_once_and_a_reload_neither_shows_it_nor_makes_another(live_server, api_client):
+    tenant = make_tenant(slug="keys-tenant")
+    get_user_model().objects.create_superuser("operator", "op@example.com", PASSWORD)
+    base = live_server.url
+
+    with browser_page() as page:
+        page.goto(f"{base}/admin/login/")
+        page.fill("input[name=username]", "operator")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("input[type=submit]")
+        page.wait_for_selector("#user-tools")
+        page.goto(f"{base}/admin/tenants/apikey/add/")
+        page.select_option("select[name=tenant]", str(tenant.pk))
+        page.fill("input[name=name]", "ci-deploys")
+        page.click("input[name=_save]")
+        page.wait_for_selector("#new-api-key")
+        key = page.input_value("[data-testid=plaintext-key]")
+        assert key.startswith(f"sc_{tenant.pk}_") and page.content().count(key) == 1
+        screenshot(page, "api-key-shown-once")
+
+        page.reload()
+        page.wait_for_selector("#content")
+        reloaded_url, reloaded = page.url, page.content()
+        page.go_back()
+        assert key not in page.content()
+
+    # (no database calls while Playwright's event loop runs in this thread)
+    with tenant_scope(tenant):
+        created = list(ApiKey.objects.for_tenant(tenant).filter(name="ci-deploys"))
+    assert len(created) == 1  # the reload did not post the form again
+    assert reloaded_url == f"{base}/admin/tenants/apikey/{created[0].pk}/change/"
+    assert key not in reloaded and created[0].display in reloaded
+    assert api_client.get("/api/v1/tenant", **auth(key)).status_code == 200
