@@ -15,6 +15,10 @@ class ModelPriceAdmin(OperatorOnlyAdmin):
 
 @admin.register(TenantBudget)
 class TenantBudgetAdmin(TenantOwnedAdmin):
+    """Limits are the operator's: a tenant admin reads their budget but cannot change it
+    (``max_request_cost=0`` or no monthly limit would admit everything)."""
+
+    tenant_admin_can_edit = False
     list_display = ["tenant", "requests_per_minute", "monthly_spend_limit", "soft_alert_ratio", "max_request_cost"]
 
 
