@@ -1,11 +1,11 @@
 from django.contrib import admin
 
 from billing.models import ModelPrice, TenantBudget, UsageRecord
-from tenants.admin import TenantOwnedAdmin
+from tenants.admin import OperatorOnlyAdmin, TenantOwnedAdmin
 
 
 @admin.register(ModelPrice)
-class ModelPriceAdmin(admin.ModelAdmin):
+class ModelPriceAdmin(OperatorOnlyAdmin):
     list_display = ["model", "provider", "input_per_million", "output_per_million", "effective_from"]
     list_filter = ["provider", "model"]
 
@@ -15,6 +15,10 @@ class ModelPriceAdmin(admin.ModelAdmin):
 
 @admin.register(TenantBudget)
 class TenantBudgetAdmin(TenantOwnedAdmin):
+    """Limits are the operator's: a tenant admin reads their budget but cannot change it
+    (``max_request_cost=0`` or no monthly limit would admit everything)."""
+
+    tenant_admin_can_edit = False
     list_display = ["tenant", "requests_per_minute", "monthly_spend_limit", "soft_alert_ratio", "max_request_cost"]
 
 

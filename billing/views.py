@@ -1,14 +1,15 @@
 """The tenant billing dashboard (Django templates, session login).
 
-Members see their own tenants only; staff pick any tenant. A tenant the user
-may not see is a 404, as if it did not exist.
+Members see their own tenants only; operators pick any tenant. Which tenants a
+user may see is decided by tenants/access.py; a tenant the user may not see is a
+404, as if it did not exist.
 """
 
 from datetime import date, timedelta
 
 from django import forms
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from billing.api.views import usage_csv
@@ -21,8 +22,8 @@ from billing.selectors import (
     usage_summary,
 )
 from billing.services import budget_status
-from tenants.models import Membership, Tenant
-from tenants.scoping import unscoped_scope
+from tenants.access import visible_tenant_or_404
+from tenants.models import Tenant
 
 
 class RangeForm(forms.Form):
@@ -40,23 +41,8 @@ class RangeForm(forms.Form):
         return start, end
 
 
-def accessible_tenants(user) -> list[Tenant]:
-    """Staff: every tenant. Others: the tenants they are members of (a cross-tenant
-    read of the user's own memberships: a documented use of the escape hatch)."""
-    if user.is_staff:
-        return list(Tenant.objects.all())
-    with unscoped_scope():
-        ids = list(Membership.objects.unscoped().filter(user=user).values_list("tenant_id", flat=True))
-    return list(Tenant.objects.filter(pk__in=ids, active=True))
-
-
 def _tenant(request: HttpRequest) -> tuple[Tenant, list[Tenant]]:
-    tenants = accessible_tenants(request.user)
-    slug = request.GET.get("tenant")
-    chosen = next((t for t in tenants if t.slug == slug), None) if slug else (tenants[0] if tenants else None)
-    if chosen is None:
-        raise Http404("No such tenant.")
-    return chosen, tenants
+    return visible_tenant_or_404(request.user, slug=request.GET.get("tenant"))
 
 
 def _days(start: date, end: date) -> list[date]:

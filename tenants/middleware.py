@@ -1,15 +1,29 @@
 from collections.abc import Callable
+from contextlib import nullcontext
 
 from django.http import HttpRequest, HttpResponse
 
+from tenants.access import request_tenants_managed
 from tenants.scoping import tenant_scope, unscoped_scope
 
 
-class AdminScopeMiddleware:
-    """The Django admin is the operators' console: staff requests see every tenant.
+def _admin_scope(request: HttpRequest):
+    """The database scope of an admin request, from the tenants the user manages (tenants/access.py).
 
-    A tenant admin who manages exactly one tenant works inside that tenant's scope,
-    so Row-Level Security backs the admin's own filtering (tenants/admin.py).
+    Operators: unscoped. One managed tenant: that tenant's scope, so Row-Level Security
+    backs the admin's own filtering. Several: unscoped, the admin's filtering alone
+    (tenants/SCOPING.md). None: no scope at all, so the database shows no tenant row.
+    """
+    managed = request_tenants_managed(request)
+    if managed.every:
+        return unscoped_scope()
+    if managed.single is not None:
+        return tenant_scope(managed.single)
+    return unscoped_scope() if managed else nullcontext()
+
+
+class AdminScopeMiddleware:
+    """The Django admin is the operators' console, and the tenant admins' for their own tenants.
 
     Admin requests are short and make no network calls, so one transaction per
     request is fine here.
@@ -21,10 +35,6 @@ class AdminScopeMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         user = getattr(request, "user", None)
         if request.path.startswith("/admin/") and user is not None and user.is_active and user.is_staff:
-            from tenants.admin import request_managed_tenants
-
-            managed = request_managed_tenants(request)
-            scope = tenant_scope(next(iter(managed))) if managed and len(managed) == 1 else unscoped_scope()
-            with scope:
+            with _admin_scope(request):
                 return self.get_response(request)
         return self.get_response(request)

@@ -3,7 +3,7 @@
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -14,17 +14,22 @@ from ai.router.io import as_json_lines, example_rows, parse_lines, router_exampl
 from ai.router.models import RouterExample, RouteRule
 from ai.router.service import route_query
 from ai.tenant_settings import settings_for
-from tenants.admin import TenantOwnedAdmin, request_managed_tenants
+from tenants.access import request_tenants_managed
+from tenants.admin import TenantOwnedAdmin
 from tenants.models import Tenant
 
 
-def _tenant_field(request, *, required: bool) -> forms.ModelChoiceField:
-    managed = request_managed_tenants(request)
-    tenants = Tenant.objects.all() if managed is None else Tenant.objects.filter(pk__in=managed)
+def _tenant_field(request: HttpRequest, *, required: bool) -> forms.ModelChoiceField:
+    """The tenants the user manages. A posted tenant outside them does not exist for the
+    user: 404, as on every other surface (tenants/access.py), not a form error."""
+    managed = request_tenants_managed(request)
+    posted = request.POST.get("tenant")
+    if posted and not managed.every and posted not in {str(pk) for pk in managed.ids}:
+        raise Http404("No such tenant.")
     return forms.ModelChoiceField(
-        tenants.order_by("slug"),
-        required=required or managed is not None,
-        empty_label="(global examples)" if not required and managed is None else None,
+        managed.tenants(),
+        required=required or not managed.every,
+        empty_label="(global examples)" if not required and managed.every else None,
     )
 
 

@@ -12,7 +12,8 @@ from ai.cache import CacheScope, get_cache
 from ai.embeddings import get_embedder
 from ai.tenant_settings import TenantAISettings, TenantSettingsChange, tenant_settings_save
 from billing.selectors import usage_since
-from tenants.admin import TenantOwnedAdmin, request_managed_tenants
+from tenants.access import request_tenants_managed
+from tenants.admin import TenantOwnedAdmin
 from tenants.models import Tenant
 
 
@@ -84,8 +85,8 @@ class TenantAISettingsAdmin(TenantOwnedAdmin):
         self._flush(request, [s.tenant_id for s in queryset])
 
     def _flush(self, request, tenant_ids: list[int]) -> None:
-        managed = request_managed_tenants(request)
-        if managed is not None and not set(tenant_ids) <= managed:
+        managed = request_tenants_managed(request)
+        if not all(tenant_id in managed for tenant_id in tenant_ids):
             raise PermissionDenied
         flushed = [t for t in tenant_ids if flush_tenant_cache(t)]
         if len(flushed) == len(tenant_ids):

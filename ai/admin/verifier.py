@@ -2,11 +2,13 @@ from django.contrib import admin, messages
 from django.db import transaction
 
 from ai.verifier.models import LabelledPair, VerifierModel
+from tenants.admin import OperatorOnlyAdmin
 
 
 @admin.register(LabelledPair)
-class LabelledPairAdmin(admin.ModelAdmin):
-    """Pairs operators mark right or wrong; ``manage.py train_verifier`` learns from them."""
+class LabelledPairAdmin(OperatorOnlyAdmin):
+    """Pairs operators mark right or wrong; ``manage.py train_verifier`` learns from them.
+    Verifiers serve every tenant's cache, so only operators see or change them."""
 
     list_display = ["text_a", "text_b", "same", "created_by", "created_at"]
     list_filter = ["same"]
@@ -19,7 +21,7 @@ class LabelledPairAdmin(admin.ModelAdmin):
 
 
 @admin.register(VerifierModel)
-class VerifierModelAdmin(admin.ModelAdmin):
+class VerifierModelAdmin(OperatorOnlyAdmin):
     list_display = ["__str__", "active", "min_score", "verify_below", "created_at"]
     fields = ["embedder_id", "min_score", "verify_below", "active", "report", "created_at"]
     readonly_fields = ["embedder_id", "report", "created_at"]

@@ -103,10 +103,9 @@ class TestDashboard:
         assert client.get("/billing/", {"tenant": theirs.slug}).status_code == 404
         assert client.get("/billing/usage.csv", {"tenant": theirs.slug}).status_code == 404
 
-    def test_staff_pick_any_tenant(self, client, ledger):
+    def test_operators_pick_any_tenant(self, client, ledger):
         tenant = ledger()
-        staff = get_user_model().objects.create_user("op", password="pw", is_staff=True)
-        client.force_login(staff)
+        client.force_login(get_user_model().objects.create_superuser("op", password="pw"))
         page = client.get("/billing/", {"tenant": tenant.slug, "start": "2026-11-01", "end": "2026-11-30"})
         assert page.status_code == 200 and page.context["summary"]["requests"] == 6
 
