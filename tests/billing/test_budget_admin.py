@@ -11,7 +11,7 @@ from tenants.scoping import tenant_scope
 from tenants.services import membership_set
 from tests.factories import make_tenant
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(transaction=True)  # unscoped work runs on its own connection
 
 # What a tenant admin would like: no per-request cap, no monthly limit, no rate limit.
 UNLIMITED = {"requests_per_minute": "", "monthly_spend_limit": "", "soft_alert_ratio": "0.8", "max_request_cost": "0"}

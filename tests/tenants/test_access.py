@@ -22,7 +22,7 @@ from tenants.scoping import tenant_scope, unscoped_scope
 from tenants.services import membership_set
 from tests.factories import make_tenant
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(transaction=True)  # unscoped work runs on its own connection
 
 
 def _user(name: str, **flags):

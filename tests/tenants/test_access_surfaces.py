@@ -26,7 +26,7 @@ from tenants.scoping import tenant_scope, unscoped_scope
 from tenants.services import membership_set
 from tests.factories import make_key, make_tenant
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(transaction=True)  # unscoped work runs on its own connection
 
 ADMIN_MODELS = [
     "tenants/membership", "tenants/apikey", "ai/document", "ai/routerexample", "ai/routerule",

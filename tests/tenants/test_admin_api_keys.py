@@ -15,7 +15,7 @@ from tenants.scoping import tenant_scope
 from tenants.services import membership_set
 from tests.factories import auth, make_tenant
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db(transaction=True)  # unscoped work runs on its own connection
 ADD = "/admin/tenants/apikey/add/"
 
 
