@@ -14,6 +14,8 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test import override_settings
 
+from ai.cache import get_cache
+from ai.cache.keys import generation_key
 from ai.rag.ingest import document_update
 from ai.rag.models import Chunk, Document
 from tenants.scoping import tenant_scope
@@ -112,35 +114,44 @@ def test_a_changed_document_is_left_out_of_answers_until_its_new_text_is_ingeste
 
 
 def test_a_failed_ingestion_leaves_the_document_failed_with_its_error_and_nothing_of_its_old_text(
-    api_client, operator, helpdesk
+    api_client, operator, helpdesk, settings
 ):
     tenant, key = helpdesk()
     document = the_document(tenant)
     assert "Forgot password" in ask(api_client, key).json()["response"]
+    settings.TASKS = DATABASE_TASKS
+    change_through_the_api(api_client, operator, key, document)
+    assert_nothing_of(document.content, ask(api_client, key), uncited=document.pk)  # answered, cached
+    before = generation(tenant)
 
     with OpenAIServer() as server:
         server.reply_embeddings(status=400)  # the embeddings provider refuses the new text
-        with override_settings(AI={"EMBEDDER": {
-            "backend": "openai", "base_url": server.base_url, "model": "embed-test", "dimensions": 384,
-        }}):  # fmt: skip
-            change_through_the_api(api_client, operator, key, document)
+        config = {"backend": "openai", "base_url": server.base_url, "model": "embed-test", "dimensions": 384}
+        with override_settings(AI={"EMBEDDER": config}):
+            run_queued_tasks()
 
     shown = api_client.get(f"/api/v1/documents/{document.pk}", **auth(key)).json()
     assert shown["status"] == "failed" and "simulated 400" in shown["error"]
+    assert generation(tenant) != before  # the failure invalidated the cache as well
+    for query in (QUESTION, PARAPHRASE):
+        assert_nothing_of(document.content, ask(api_client, key, query), uncited=document.pk)
     page = operator.get(f"/admin/ai/document/{document.pk}/change/").content.decode()
     assert "Failed" in page and "simulated 400" in page
     listing = operator.get("/admin/ai/document/?status__exact=failed").content.decode()
     assert TITLE in listing and "simulated 400" in listing
-    for query in (QUESTION, PARAPHRASE):
-        assert_nothing_of(document.content, ask(api_client, key, query), uncited=document.pk)
 
     # The operator re-ingests it once the provider is back: the new text answers.
     response = operator.post(
         "/admin/ai/document/", {"action": "reingest", "_selected_action": [document.pk], "index": 0}, follow=True
     )
     assert "1 document(s) queued for ingestion" in response.content.decode()
+    run_queued_tasks()
     assert the_document(tenant).status == Document.Status.READY
     assert "quokka desk" in ask(api_client, key).json()["response"]
+
+
+def generation(tenant) -> bytes | None:
+    return get_cache().client.get(generation_key(tenant.pk))
 
 
 def in_a_thread(function):
