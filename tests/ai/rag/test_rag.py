@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
 
+from ai.embeddings import get_embedder
 from ai.rag.chunking import chunk_text
 from ai.rag.ingest import document_create, document_ingest, document_update
-from ai.rag.models import Chunk, Document
+from ai.rag.models import Chunk, Document, content_hash
 from ai.rag.retrieval import retrieve
 from tenants.scoping import tenant_scope
 from tests.factories import make_tenant
@@ -39,6 +40,38 @@ def test_ingestion_chunks_embeds_and_skips_unchanged_content(django_capture_on_c
     assert len(texts) == 1 and "no longer" in texts[0]
 
 
+def test_a_content_change_retires_the_old_chunks_in_the_same_transaction(django_capture_on_commit_callbacks):
+    tenant = make_tenant()
+    with django_capture_on_commit_callbacks(execute=True):
+        document = document_create(tenant=tenant, title="Refunds", content="Refunds are possible within 30 days.")
+    with django_capture_on_commit_callbacks(execute=False) as queued:  # ingestion not run: still queued
+        document_update(tenant=tenant, document_id=document.pk, content="Refunds are no longer offered.")
+    with tenant_scope(tenant):
+        document.refresh_from_db()
+        assert not Chunk.objects.for_tenant(tenant).filter(document=document).exists()
+    assert (document.status, document.chunk_count, document.ingested_hash) == (Document.Status.PENDING, 0, "")
+    assert len(queued) == 2  # the ingestion task and the cache invalidation, both after the commit
+
+
+def test_retrieval_leaves_out_a_document_whose_text_is_not_the_one_its_chunks_were_made_from(
+    django_capture_on_commit_callbacks,
+):
+    """Even a writer that forgot the chunks (a raw update) cannot make retrieval serve old text."""
+    tenant = make_tenant()
+    text = "Refunds are possible within 30 days of purchase."
+    with django_capture_on_commit_callbacks(execute=True):
+        document = document_create(tenant=tenant, title="Refunds", content=text)
+    vector = get_embedder().embed([text]).vectors[0]
+    assert [c.document_id for c in retrieve(tenant=tenant, vector=vector)] == [document.pk]
+    new = "Refunds are no longer offered."
+    with tenant_scope(tenant):
+        Document.objects.for_tenant(tenant).filter(pk=document.pk).update(
+            content=new, content_hash=content_hash("Refunds", new)
+        )
+        assert Chunk.objects.for_tenant(tenant).filter(document=document).exists()  # still there...
+    assert retrieve(tenant=tenant, vector=vector) == []  # ...but never returned
+
+
 def test_a_small_tenant_beside_a_large_one_still_gets_k_results_with_high_recall():
     big, small = make_tenant(), make_tenant()
     rng = np.random.default_rng(3)
@@ -48,7 +81,7 @@ def test_a_small_tenant_beside_a_large_one_still_gets_k_results_with_high_recall
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         with tenant_scope(tenant):
             document = Document.objects.for_tenant(tenant).create(
-                tenant=tenant, title="d", content="x", content_hash="h"
+                tenant=tenant, title="d", content="x", content_hash="h", ingested_hash="h"
             )
             Chunk.objects.for_tenant(tenant).bulk_create(
                 [
