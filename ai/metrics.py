@@ -70,6 +70,14 @@ QUERY_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 BUDGET_ALERTS = Counter("saascore_budget_soft_alerts_total", "Tenants passing their soft spend alert threshold.")
+USAGE_SPOOL = Counter(
+    "saascore_usage_spool_rows_total",
+    "Ledger rows through the local spool (billing/spool.py), by event: spooled (PostgreSQL refused the row), "
+    "written, duplicate (already in the ledger), set_aside (dead-letter file), lost (the spool refused it too).",
+    ["event"],
+)
+for _event in ("spooled", "written", "duplicate", "set_aside", "lost"):
+    USAGE_SPOOL.labels(event=_event)
 
 
 def tenant_label(tenant) -> str:

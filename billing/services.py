@@ -1,8 +1,10 @@
 """Billing writes: the usage ledger and budget admission.
 
 The ledger is append-only: ``usage_record`` inserts with ON CONFLICT DO NOTHING
-on (tenant, request_id), so a retried request is billed once. If PostgreSQL is
-down the row goes to a local spool and is written later (billing/spool.py).
+on (tenant, request_id), so a retried request is billed once. If PostgreSQL
+cannot take the row (down, timed out, read-only) it goes to a local spool and
+is written later, by any worker of the host or ``billing_flush_spool``
+(billing/spool.py). An error of the row itself is a bug and is raised.
 
 Admission is atomic across processes: a row lock on the tenant's month counter.
 Each admitted request reserves ``max_request_cost``; settling replaces the
@@ -11,7 +13,6 @@ the limit by more than one request's maximum cost.
 """
 
 import logging
-import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -19,13 +20,14 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import redis
-from django.db import DatabaseError, InterfaceError, OperationalError
+from django.db import InterfaceError, InternalError, OperationalError, ProgrammingError, connection
 
 from ai import metrics
 from ai.conf import ai_settings
+from billing import spool_retry
 from billing.models import SpendCounter, TenantBudget, UsageRecord
 from billing.pricing import ZERO, cost_of
-from billing.spool import drain, spool
+from billing.spool import DrainReport, Unavailable, drain, spool
 from saascore.ttl import TTLCache
 from tenants.models import Tenant
 from tenants.scoping import tenant_scope
@@ -64,63 +66,93 @@ def price_usage(usage: Usage, when: datetime) -> tuple[Decimal, Decimal]:
     return cost, saved
 
 
-def _insert(row: dict) -> None:
-    with tenant_scope(row["tenant_id"]):
-        UsageRecord.objects.bulk_create([UsageRecord(**row)], ignore_conflicts=True)
+# PostgreSQL cannot take a row now: down or restarting, out of connections, a timeout, or
+# read-only after a failover (SQLSTATE 25006 arrives as InternalError). Such a row is spooled.
+# Errors of the row itself (DataError, IntegrityError, ProgrammingError) are bugs: they propagate.
+POSTGRES_UNAVAILABLE = (OperationalError, InterfaceError, InternalError)
+_FIELDS = [field for field in UsageRecord._meta.concrete_fields if not field.primary_key]
+_INSERT = (
+    f"INSERT INTO {UsageRecord._meta.db_table} ({', '.join(field.column for field in _FIELDS)}) "
+    f"VALUES ({', '.join(['%s'] * len(_FIELDS))}) ON CONFLICT (tenant_id, request_id) DO NOTHING"
+)
+
+
+def _insert(row: dict) -> bool:
+    """Insert-or-ignore on the ledger's unique key: True if the row went in, False if it was there.
+
+    Raw SQL because the ORM's ``bulk_create(ignore_conflicts=True)`` cannot
+    say which; the spool's drain reports replays that the key absorbed.
+    """
+    record = UsageRecord(**row)
+    values = [field.get_db_prep_save(field.pre_save(record, True), connection) for field in _FIELDS]
+    with tenant_scope(record.tenant_id), connection.cursor() as cursor:
+        cursor.execute(_INSERT, values)
+        return cursor.rowcount == 1
 
 
 def usage_record(*, tenant: Tenant, usage: Usage, when: datetime | None = None) -> dict:
-    """Record one request's usage; returns the row's values (cost and saved in Decimal)."""
+    """Record one request's usage; returns the row's values (cost and saved in Decimal).
+
+    If PostgreSQL cannot take the row now, it waits in the local spool
+    (billing/spool.py) and a background retry writes it later. If it cannot
+    even price the row, the row waits unpriced and is priced, at ``when``, as it
+    is written; the values returned then say cost and saved 0.
+    """
     when = when or datetime.now(UTC)
-    cost, saved = price_usage(usage, when)
-    row = {**usage.__dict__, "tenant_id": tenant.pk, "created_at": when, "cost": cost, "saved": saved}
+    row = {**usage.__dict__, "tenant_id": tenant.pk, "created_at": when, "cost": ZERO, "saved": ZERO}
+    try:
+        row["cost"], row["saved"] = price_usage(usage, when)
+    except POSTGRES_UNAVAILABLE as exc:
+        logger.error("usage row for request %s spooled unpriced, PostgreSQL unavailable: %s", usage.request_id, exc)
+        _spool({**row, "cost": None, "saved": None})
+        return row
     try:
         _insert(row)
-    except (OperationalError, InterfaceError) as exc:
+    except POSTGRES_UNAVAILABLE as exc:
         logger.error("usage row for request %s spooled, PostgreSQL unavailable: %s", usage.request_id, exc)
-        spool(row)
-        _schedule_flush()
+        _spool(row)
+    else:
+        spool_retry.drain_leftovers(spool_flush)
     return row
 
 
-def spool_flush() -> int:
-    """Write the spooled rows; returns how many went in (duplicates are ignored)."""
-
-    def write(row: dict) -> None:
-        row["cost"], row["saved"] = Decimal(row["cost"]), Decimal(row["saved"])
-        row["created_at"] = datetime.fromisoformat(row["created_at"])
-        _insert(row)
-
-    return drain(write)
-
-
-_flusher: threading.Timer | None = None
-_flusher_lock = threading.Lock()
-FLUSH_RETRY_SECONDS = 10.0
-
-
-def _schedule_flush() -> None:
-    global _flusher
-    with _flusher_lock:
-        if _flusher is not None and _flusher.is_alive():
-            return
-        _flusher = threading.Timer(FLUSH_RETRY_SECONDS, _flush_in_background)
-        _flusher.daemon = True
-        _flusher.start()
-
-
-def _flush_in_background() -> None:
-    global _flusher
+def _spool(row: dict) -> None:
     try:
-        spool_flush()
-    except DatabaseError:
-        pass
-    with _flusher_lock:
-        _flusher = None
-    from billing.spool import spooled_files
+        spool(row)
+    except OSError as exc:  # the disk refuses too: this log line is the row's last record
+        metrics.USAGE_SPOOL.labels(event="lost").inc()
+        values = {key: str(value) for key, value in row.items() if key != "cached_question"}
+        logger.critical("usage row NOT recorded, the spool refused it (%s): %s", exc, values)
+        return
+    metrics.USAGE_SPOOL.labels(event="spooled").inc()
+    spool_retry.retry_later(spool_flush)
 
-    if spooled_files():
-        _schedule_flush()
+
+def spool_flush(*, wait: bool = False, requeue: bool = False, count: bool = True) -> DrainReport:
+    """Write the spooled rows into the ledger (idempotent: the unique key absorbs replays)."""
+    report = drain(_write_spooled, wait=wait, requeue=requeue, count=count)
+    metrics.USAGE_SPOOL.labels(event="written").inc(report.written)
+    metrics.USAGE_SPOOL.labels(event="duplicate").inc(report.duplicates)
+    metrics.USAGE_SPOOL.labels(event="set_aside").inc(report.set_aside)
+    return report
+
+
+_USAGE_FIELDS = tuple(Usage.__dataclass_fields__)
+
+
+def _write_spooled(row: dict) -> bool:
+    """Write one spooled row. PostgreSQL unavailable, or refusing every row alike (a missing grant
+    or migration: ProgrammingError), becomes ``Unavailable``: the drain stops and keeps the rows,
+    rather than set aside every one of them; an error of this row counts an attempt against it."""
+    row["created_at"] = datetime.fromisoformat(row["created_at"])
+    try:
+        if row["cost"] is None:  # spooled before it could be priced: price it at its own time
+            usage = Usage(**{name: row[name] for name in _USAGE_FIELDS})
+            row["cost"], row["saved"] = price_usage(usage, row["created_at"])
+        row.update(cost=Decimal(row["cost"]), saved=Decimal(row["saved"]))
+        return _insert(row)
+    except (*POSTGRES_UNAVAILABLE, ProgrammingError) as exc:
+        raise Unavailable(str(exc).strip()) from exc
 
 
 # -- admission ------------------------------------------------------------------

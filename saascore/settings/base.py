@@ -226,8 +226,11 @@ SAASCORE_DB_UNSCOPED_ROLE: str | None = None
 # Tests flush tables between transactional tests, which needs TRUNCATE.
 SAASCORE_DB_APP_GRANT_TRUNCATE = False
 
-# Usage rows PostgreSQL could not take wait here (billing/spool.py).
-BILLING_SPOOL_DIR = BASE_DIR / "var" / "spool"
+# Usage rows PostgreSQL could not take wait here (billing/spool.py): a local directory
+# that outlives the process (a persistent volume in a container). Each app host has its own.
+BILLING_SPOOL_DIR = Path(env("BILLING_SPOOL_DIR") or BASE_DIR / "var" / "spool")
+# How often a worker retries writing them while rows wait; None: only `billing_flush_spool`.
+BILLING_SPOOL_RETRY_SECONDS: float | None = 10.0
 
 # Where `manage.py demo` writes the demo operator's and tenants' credentials.
 DEMO_CREDENTIALS_FILE = BASE_DIR / "var" / "demo-credentials.json"

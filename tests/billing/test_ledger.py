@@ -85,6 +85,6 @@ def test_rows_wait_in_the_spool_while_postgres_is_down(settings, tmp_path):
         connection.settings_dict["HOST"] = real_host
     assert row["request_id"] == "during-outage" and len(spooled_files()) == 1
     assert _rows(tenant) == []
-    assert spool_flush() == 1
-    assert spool_flush() == 0 and spooled_files() == []
+    assert spool_flush().written == 1
+    assert spool_flush().written == 0 and spooled_files() == []
     assert [r.request_id for r in _rows(tenant)] == ["during-outage"]
