@@ -29,6 +29,12 @@ DEFAULTS: dict[str, Any] = {
         "anthropic": {"base_url_env": "ANTHROPIC_BASE_URL", "api_key_env": "ANTHROPIC_API_KEY"},
     },
     "LLM_TIMEOUT": 30.0,
+    # An admitted request's spend reservation expires after this if its worker died before
+    # ending it (longer than any request: its model chain with every retry).
+    "SPEND_RESERVATION_SECONDS": 600,
+    # Single flight: a leader's lock lives this long without renewal (its process renews it
+    # while it works), so a killed leader is replaced by one of its followers within it.
+    "SINGLE_FLIGHT_LOCK_TTL": 10.0,
     "LLM_MAX_RETRIES": 2,
     # The LLM router answers within this or the fail-safe decision is used.
     "ROUTER_LLM_TIMEOUT": 3.0,

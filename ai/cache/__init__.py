@@ -27,14 +27,16 @@ _lock = threading.Lock()
 
 
 def build_cache(client: redis.Redis, *, backend: str | None = "auto", judge: HitJudge | None = None) -> SemanticCache:
-    """A cache on ``client``; ``backend`` "auto" asks the server what it supports."""
-    if backend == "auto":
-        try:
-            backend = server_capabilities(client).vector_api
-        except redis.RedisError:
-            backend = "vectorset"  # unknown now; the breaker handles a dead server
-    index = BACKENDS[backend]() if backend else None
-    return SemanticCache(client, index=index, judge=judge)
+    """A cache on ``client``; ``backend`` "auto" asks the server what it supports, when it
+    first can: a server that is down at start is asked again once it answers."""
+    if backend != "auto":
+        return SemanticCache(client, index=BACKENDS[backend]() if backend else None, judge=judge)
+
+    def find_index():
+        api = server_capabilities(client).vector_api
+        return BACKENDS[api]() if api else None
+
+    return SemanticCache(client, index=None, judge=judge, find_index=find_index)
 
 
 def get_cache() -> SemanticCache:

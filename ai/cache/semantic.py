@@ -12,7 +12,8 @@ Guarantees:
   removed when a search meets them.
 - Fail open: every Redis error is logged, counted and answered as a miss (or a
   skipped write); a circuit breaker stops calling a Redis that keeps failing.
-- Queries or answers with personal data are never stored.
+- Queries with personal data are never stored, nor answers with personal data
+  that their sources (the tenant's own passages) do not contain.
 
 Not guaranteed: an entry written just before ``invalidate`` by a request that
 read the old generation is stored under the old generation, so it never serves.
@@ -20,6 +21,7 @@ read the old generation is stored under the old generation, so it never serves.
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,11 +29,12 @@ import redis
 
 from ai import metrics
 from ai.cache.backends import VectorIndex
-from ai.cache.breaker import BreakerState, CircuitBreaker
+from ai.cache.breaker import CircuitBreaker
 from ai.cache.entries import FETCH_FIELDS, CacheEntry
+from ai.cache.guard import RedisGuard
 from ai.cache.judge import HitJudge, Verdict
 from ai.cache.keys import CacheScope, generation_key, query_hash
-from ai.cache.pii import personal_data_kinds
+from ai.cache.pii import personal_data_kinds, personal_data_outside
 from ai.cache.singleflight import Flight, take_off
 
 logger = logging.getLogger("saascore.cache")
@@ -63,6 +66,10 @@ redis.call('SET', KEYS[1], string.format('%d', nxt))
 return string.format('%d', nxt)
 """
 )
+
+
+# How long a cache whose server could not be asked waits before asking again.
+INDEX_PROBE_RETRY_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -97,31 +104,40 @@ class SemanticCache:
         index: VectorIndex | None,
         judge: HitJudge | None = None,
         breaker: CircuitBreaker | None = None,
+        guard: RedisGuard | None = None,
+        find_index: Callable[[], VectorIndex | None] | None = None,
         candidates: int = 4,
     ) -> None:
         self.client = client
-        self.index = index
+        self.guard = guard or RedisGuard(client, breaker)
+        self._index = index
+        # The server was not reachable when the backend had to be chosen: ask it again later.
+        self._find_index = find_index
+        self._next_probe = 0.0
         self.judge = judge or HitJudge()
-        self.breaker = breaker or CircuitBreaker(on_change=_breaker_metric)
         self.candidates = candidates
         self._ensure = client.register_script(_ENSURE_GENERATION)
         self._bump = client.register_script(_BUMP_GENERATION)
 
+    @property
+    def breaker(self) -> CircuitBreaker:
+        return self.guard.breaker
+
+    @property
+    def index(self) -> VectorIndex | None:
+        """The vector backend; chosen from what the server supports once it can be asked."""
+        if self._find_index is not None and time.monotonic() >= self._next_probe:
+            found = self.guard.call("capabilities", lambda client: (self._find_index(),), None)
+            if found is None:
+                self._next_probe = time.monotonic() + INDEX_PROBE_RETRY_SECONDS
+            else:
+                self._index, self._find_index = found[0], None
+        return self._index
+
     # -- fail open ------------------------------------------------------------
 
     def _call(self, op: str, fn, default):
-        if not self.breaker.allow():
-            metrics.CACHE_ERRORS.labels(op=f"{op}_breaker_open").inc()
-            return default
-        try:
-            result = fn()
-        except (redis.RedisError, OSError) as exc:
-            self.breaker.record_failure()
-            metrics.CACHE_ERRORS.labels(op=op).inc()
-            logger.warning("cache %s failed, answering as a miss: %s: %s", op, type(exc).__name__, exc)
-            return default
-        self.breaker.record_success()
-        return result
+        return self.guard.call(op, lambda client: fn(), default)
 
     # -- generation -----------------------------------------------------------
 
@@ -224,10 +240,19 @@ class SemanticCache:
     # -- writes ------------------------------------------------------------------
 
     def store(
-        self, scope: CacheScope, generation: int, entry: CacheEntry, *, ttl: int, vector: np.ndarray | None = None
+        self,
+        scope: CacheScope,
+        generation: int,
+        entry: CacheEntry,
+        *,
+        ttl: int,
+        vector: np.ndarray | None = None,
+        sources: list[str] = (),
     ) -> Stored:
-        """Store an answer under ``generation`` (the one its lookup read)."""
-        kinds = personal_data_kinds(entry.query) + personal_data_kinds(entry.response)
+        """Store an answer under ``generation`` (the one its lookup read). ``sources``: the
+        tenant's passages the answer was built from; contact details that stand in them are
+        the tenant's published data, not personal data (ai/cache/pii.py)."""
+        kinds = personal_data_outside(entry.query, []) + personal_data_outside(entry.response, list(sources))
         if kinds:
             metrics.CACHE_SKIPS.labels(reason="personal_data").inc()
             return Stored(False, "personal_data:" + ",".join(sorted(set(kinds))))
@@ -276,20 +301,22 @@ class SemanticCache:
 
     # -- single flight -------------------------------------------------------------
 
-    def take_off(self, scope: CacheScope, query: str, *, lock_ttl: float) -> Flight:
+    def take_off(self, scope: CacheScope, query: str) -> Flight:
         """Lead this miss, or follow the caller already leading it (see singleflight)."""
-        client = self.client if self.breaker.state is BreakerState.CLOSED else None
-        flight = take_off(client, scope.lock_key(query_hash(query)), lock_ttl)
+        flight = take_off(self.guard, scope.lock_key(query_hash(query)))
         metrics.CACHE_SINGLE_FLIGHT.labels(outcome="leader" if flight.leader else "follower").inc()
         return flight
 
-    def wait_for_leader(self, flight: Flight, scope: CacheScope, query: str, *, timeout: float) -> Lookup:
+    def wait_for_leader(self, flight: Flight, scope: CacheScope, query: str, *, max_wait: float) -> Lookup:
+        """The leader's answer from the exact tier; a miss means "answer it yourself" (and if
+        this caller took over from a dead leader, ``flight.leader`` is now True)."""
+
         def fetch() -> Lookup | None:
             found = self.lookup_exact(scope, query)
             return found if found.hit else None
 
-        found = flight.wait(fetch, timeout)
-        outcome = "served" if found is not None else "fallback"
+        found = flight.wait(fetch, max_wait)
+        outcome = "served" if found is not None else ("took_over" if flight.leader else "fallback")
         metrics.CACHE_SINGLE_FLIGHT.labels(outcome=outcome).inc()
         return found if found is not None else Lookup(None, None, "single_flight_fallback")
 
@@ -298,8 +325,3 @@ def _observe(tier: str, lookup: Lookup, started: float) -> None:
     metrics.CACHE_LOOKUP_SECONDS.labels(tier=tier).observe(time.perf_counter() - started)
     result = "hit" if lookup.hit else ("error" if lookup.reason == "error" else "miss")
     metrics.CACHE_REQUESTS.labels(tier=tier, result=result).inc()
-
-
-def _breaker_metric(state: BreakerState) -> None:
-    metrics.CACHE_BREAKER_STATE.set(0 if state is BreakerState.CLOSED else 1)
-    logger.warning("cache circuit breaker is now %s", state.value)

@@ -1,74 +1,189 @@
 """Single flight: of concurrent identical misses in one scope, one calls upstream.
 
-The first caller takes a short-lived Redis lock (``SET NX PX``) and becomes the
-leader; the others wait for the leader's answer to appear in the exact tier, and
-go upstream themselves if the lock disappears without an answer (the leader
-failed, or the answer was not cacheable) or the wait runs out. Works across
-threads, workers and hosts, because the lock lives in Redis.
+The first caller takes a short Redis lock (``SET NX PX``) and leads; the
+process's lock keeper renews the lock while the leader works, however long its
+model chain takes. The others follow: they poll the exact tier for the leader's
+answer, backing off, for as long as the lock lives (up to ``max_wait``, the
+leader's own worst case).
+
+- The leader finished without a cacheable answer: it leaves a short "done"
+  marker, and the followers go upstream themselves (at once, in parallel).
+- The leader died (a killed worker): nobody renews its lock, it expires, and one
+  follower takes the lead (``SET NX`` again); the rest keep following.
+- Redis unreachable (the guard's breaker open, or a call failing): everyone
+  leads. The cache fails open; it never blocks an answer.
+
+Works across threads, workers and hosts, because the lock lives in Redis.
 """
 
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import redis
+from ai.cache.guard import RedisGuard
+from ai.conf import ai_settings
 
+# Lead: take the lock and clear the "done" of an earlier flight of the same question.
+_ACQUIRE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  redis.call('DEL', KEYS[2])
+  return 1
+end
+return 0
+"""
 _RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
+return 1
+"""
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0
 """
 
-POLL_INTERVAL = 0.01
+DONE_TTL = 30.0  # how long followers can still learn that the leader finished
+POLL_FIRST, POLL_MAX = 0.01, 0.25
 
 
 @dataclass
 class Flight:
-    """A miss in flight. ``leader`` calls upstream; the others ``wait()``."""
+    """A miss in flight. ``leader`` calls upstream (and must ``release``); the others ``wait``."""
 
-    client: redis.Redis | None
+    guard: RedisGuard | None
     lock_key: str
     leader: bool
     token: str = field(default_factory=lambda: secrets.token_hex(8))
+    held: bool = False  # a lock in Redis is ours (and the keeper renews it)
+
+    @property
+    def done_key(self) -> str:
+        return f"{self.lock_key}:done"
+
+    def _acquire(self) -> bool | None:
+        """Take the lock: True (ours), False (someone else's), None (Redis unavailable)."""
+        ttl_ms = str(int(lock_ttl() * 1000))
+        return self.guard.call(
+            "single_flight_lock",
+            lambda client: bool(client.eval(_ACQUIRE, 2, self.lock_key, self.done_key, self.token, ttl_ms)),
+            None,
+        )
+
+    def _lead(self) -> None:
+        self.leader, self.held = True, True
+        _keeper.hold(self)
 
     def release(self) -> None:
-        if self.leader and self.client is not None:
-            try:
-                self.client.eval(_RELEASE, 1, self.lock_key, self.token)
-            except redis.RedisError:
-                pass  # the lock expires on its own
+        """The leader is done: free the lock and tell the followers. A no-op for a follower."""
+        if not self.held:
+            return
+        self.held = False
+        _keeper.drop(self)
+        done_ms = str(int(DONE_TTL * 1000))
+        self.guard.call(
+            "single_flight_release",
+            lambda client: client.eval(_RELEASE, 2, self.lock_key, self.done_key, self.token, done_ms),
+            None,
+        )
 
-    def wait(self, fetch: Callable[[], object | None], timeout: float) -> object | None:
-        """Poll ``fetch`` (the exact tier) until the leader's answer is there.
+    def _state(self, client) -> tuple[bool, bool]:
+        pipe = client.pipeline(transaction=False)
+        pipe.exists(self.lock_key)
+        pipe.exists(self.done_key)
+        working, finished = pipe.execute()
+        return bool(working), bool(finished)
 
-        Returns it, or None when the leader gave up or ``timeout`` passed.
+    def wait(self, fetch: Callable[[], object | None], max_wait: float) -> object | None:
+        """Follow the leader: its answer from ``fetch`` (the exact tier), or None.
+
+        None means: go upstream. If this caller took over from a dead leader,
+        ``leader`` is now True and the caller must ``release`` when done.
         """
-        if self.client is None:
+        if self.guard is None:
             return None
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + max_wait
+        pause = POLL_FIRST
         while time.monotonic() < deadline:
             found = fetch()
             if found is not None:
                 return found
-            try:
-                if not self.client.exists(self.lock_key):
-                    return fetch()  # the leader finished: its answer, or nothing
-            except redis.RedisError:
-                return None
-            time.sleep(POLL_INTERVAL)
+            state = self.guard.call("single_flight_poll", self._state, None)
+            if state is None:
+                return None  # Redis went away: answer without it
+            working, finished = state
+            if finished and not working:
+                return fetch()  # the leader finished: its answer, or nothing cacheable
+            if not working:  # no lock and no "done": the leader died; one of us leads now
+                taken = self._acquire()
+                if taken is None:
+                    return None
+                if taken:
+                    self._lead()
+                    return fetch()  # it may have answered just before it died
+            time.sleep(pause)  # polling Redis, not synchronising a test
+            pause = min(pause * 1.5, POLL_MAX)
         return None
 
 
-def take_off(client: redis.Redis | None, lock_key: str, lock_ttl: float) -> Flight:
+def take_off(guard: RedisGuard, lock_key: str) -> Flight:
     """Become the leader of ``lock_key``, or a follower of the current leader.
 
-    Without Redis (``client`` None or failing) everyone leads: the cache fails open.
+    Without Redis (breaker open, or the call failing) everyone leads, without a lock.
     """
-    flight = Flight(client=client, lock_key=lock_key, leader=True)
-    if client is None:
+    flight = Flight(guard=guard, lock_key=lock_key, leader=True)
+    if not guard.closed:
+        flight.guard = None
         return flight
-    try:
-        flight.leader = bool(client.set(lock_key, flight.token, nx=True, px=int(lock_ttl * 1000)))
-    except redis.RedisError:
-        flight.client = None
+    taken = flight._acquire()
+    if taken is None:
+        flight.guard = None
+    elif taken:
+        flight._lead()
+    else:
+        flight.leader = False
     return flight
+
+
+def lock_ttl() -> float:
+    """Seconds a leader's lock lives without renewal: how soon a dead leader is replaced."""
+    return ai_settings.SINGLE_FLIGHT_LOCK_TTL
+
+
+class _LockKeeper:
+    """One daemon thread per process renews the locks its leaders hold, three times a TTL."""
+
+    def __init__(self) -> None:
+        self._flights: dict[int, Flight] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def hold(self, flight: Flight) -> None:
+        with self._lock:
+            self._flights[id(flight)] = flight
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="single-flight-keeper", daemon=True)
+                self._thread.start()
+        self._wake.set()  # a shorter TTL may apply from now on
+
+    def drop(self, flight: Flight) -> None:
+        with self._lock:
+            self._flights.pop(id(flight), None)
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(timeout=lock_ttl() / 3)
+            self._wake.clear()
+            ttl_ms = str(int(lock_ttl() * 1000))
+            with self._lock:
+                flights = list(self._flights.values())
+            for flight in flights:
+                flight.guard.call(
+                    "single_flight_renew",
+                    lambda client, f=flight, ms=ttl_ms: client.eval(_RENEW, 1, f.lock_key, f.token, ms),
+                    None,
+                )
+
+
+_keeper = _LockKeeper()

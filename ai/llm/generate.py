@@ -7,15 +7,18 @@ answers with no API key at all. The result names the model that really answered.
 
 import logging
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 import openai
 
 from ai import metrics
+from ai.conf import ai_settings
 from ai.embeddings.local import local_embedder
 from ai.llm.extractive import MODEL as LOCAL_MODEL
 from ai.llm.extractive import extract_answer
 from ai.llm.providers import provider_client
 from ai.rag.retrieval import RetrievedChunk
+from billing.models import MILLION, ModelPrice
 from billing.selectors import price_at
 
 logger = logging.getLogger("saascore.llm")
@@ -43,6 +46,16 @@ class Generation:
     attempts: list[tuple[str, str]] = field(default_factory=list)
 
 
+# Time an attempt may spend beyond its timeout (the client's retry back-off, connection set-up).
+ATTEMPT_ALLOWANCE = 5.0
+
+
+def chain_deadline(chain: list[str]) -> float:
+    """The longest generating with ``chain`` can take: every remote model may use all its attempts."""
+    per_remote = (ai_settings.LLM_TIMEOUT + ATTEMPT_ALLOWANCE) * (ai_settings.LLM_MAX_RETRIES + 1)
+    return per_remote * sum(model != LOCAL_MODEL for model in chain) + ATTEMPT_ALLOWANCE
+
+
 def model_chain(model: str, fallbacks: tuple[str, ...], *, local_fallback: bool) -> list[str]:
     chain = list(dict.fromkeys([model, *fallbacks]))
     if local_fallback and LOCAL_MODEL not in chain:
@@ -65,10 +78,31 @@ def _local(query: str, chunks: list[RetrievedChunk]) -> Generation:
     return Generation(extract.text, LOCAL_MODEL, prompt_tokens, embedder.count_tokens(extract.text), extract.used)
 
 
-def _remote(client: openai.OpenAI, model: str, query: str, chunks: list[RetrievedChunk]) -> Generation:
-    completion = client.chat.completions.create(
-        model=model, messages=_messages(query, chunks), max_tokens=MAX_OUTPUT_TOKENS, temperature=0.2
-    )
+# A provider's tokenizer may count more than ours: prompt estimates carry this margin.
+PROMPT_ESTIMATE_FACTOR = Decimal("1.25")
+PROMPT_ESTIMATE_EXTRA = 32  # the chat template's own tokens
+MIN_OUTPUT_TOKENS = 32  # a cap that leaves less than this is no answer at all
+
+
+def output_cap(price: ModelPrice, messages: list[dict], budget: Decimal | None) -> int:
+    """The most output tokens ``budget`` pays for on this model after its prompt (0: the
+    prompt alone would pass it). Keeps a request's spend within what admission reserved."""
+    if budget is None:
+        return MAX_OUTPUT_TOKENS
+    counted = sum(local_embedder().count_tokens(message["content"]) for message in messages)
+    prompt = int(counted * PROMPT_ESTIMATE_FACTOR) + PROMPT_ESTIMATE_EXTRA
+    left = budget - price.cost(prompt, 0)
+    if left <= 0:
+        return 0
+    if not price.output_per_million:
+        return MAX_OUTPUT_TOKENS
+    return min(MAX_OUTPUT_TOKENS, int(left * MILLION / price.output_per_million))
+
+
+def _remote(
+    client: openai.OpenAI, model: str, messages: list[dict], chunks: list[RetrievedChunk], max_tokens: int
+) -> Generation:
+    completion = client.chat.completions.create(model=model, messages=messages, max_tokens=max_tokens, temperature=0.2)
     text = (completion.choices[0].message.content or "").strip()
     if not text:
         raise ValueError("empty answer")
@@ -78,8 +112,14 @@ def _remote(client: openai.OpenAI, model: str, query: str, chunks: list[Retrieve
     )
 
 
-def generate(*, query: str, chunks: list[RetrievedChunk], chain: list[str]) -> Generation:
+def generate(
+    *, query: str, chunks: list[RetrievedChunk], chain: list[str], budget: Decimal | None = None
+) -> Generation:
+    """The first model of ``chain`` that answers. ``budget`` (USD) caps what the answer may
+    cost: each paid model gets the ``max_tokens`` it pays for, and one whose prompt alone
+    would pass it is skipped."""
     attempts: list[tuple[str, str]] = []
+    messages = _messages(query, chunks)
     for model in chain:
         if model == LOCAL_MODEL:
             result = _local(query, chunks)
@@ -90,8 +130,12 @@ def generate(*, query: str, chunks: list[RetrievedChunk], chain: list[str]) -> G
         if client is None:
             attempts.append((model, "no credentials"))
             continue
+        max_tokens = output_cap(price, messages, budget)
+        if max_tokens < MIN_OUTPUT_TOKENS:
+            attempts.append((model, "over the request's cost limit (max_request_cost)"))
+            continue
         try:
-            result = _remote(client, model, query, chunks)
+            result = _remote(client, model, messages, chunks, max_tokens)
         except (openai.APIError, ValueError, IndexError, AttributeError) as exc:
             reason = f"{type(exc).__name__}: {str(exc)[:160]}"
             attempts.append((model, reason))

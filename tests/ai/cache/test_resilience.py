@@ -10,7 +10,7 @@ from ai.cache import build_cache
 from ai.cache.breaker import BreakerState, CircuitBreaker
 from ai.cache.connection import redis_client
 from ai.cache.entries import CacheEntry
-from ai.cache.keys import CacheScope
+from ai.cache.keys import CacheScope, query_hash
 from ai.cache.semantic import SemanticCache
 from tests.ai.cache.vectors import vec
 from tests.redis_servers import private_redis
@@ -97,7 +97,7 @@ def test_fifty_concurrent_identical_misses_make_one_upstream_call(main_redis, te
         if found.hit:
             answers.append(found.hit.entry.response)
             return
-        flight = cache.take_off(scope, query, lock_ttl=30)
+        flight = cache.take_off(scope, query)
         if flight.leader:
             try:
                 response = upstream()
@@ -107,7 +107,7 @@ def test_fifty_concurrent_identical_misses_make_one_upstream_call(main_redis, te
                 flight.release()
         else:
             followers_waiting.release()
-            waited = cache.wait_for_leader(flight, scope, query, timeout=30)
+            waited = cache.wait_for_leader(flight, scope, query, max_wait=30)
             answers.append(waited.hit.entry.response if waited.hit else upstream())
 
     threads = [threading.Thread(target=ask) for _ in range(callers)]
@@ -122,11 +122,76 @@ def test_fifty_concurrent_identical_misses_make_one_upstream_call(main_redis, te
 def test_followers_fall_back_to_their_own_call_when_the_leader_gives_up(main_redis, tenant_ids):
     cache = build_cache(main_redis, backend="vectorset")
     scope = CacheScope(tenant_ids(), "emb")
-    leader = cache.take_off(scope, "q", lock_ttl=30)
-    follower = cache.take_off(scope, "q", lock_ttl=30)
+    leader = cache.take_off(scope, "q")
+    follower = cache.take_off(scope, "q")
     assert leader.leader and not follower.leader
     leader.release()  # e.g. the upstream failed: nothing was cached
-    assert cache.wait_for_leader(follower, scope, "q", timeout=5).reason == "single_flight_fallback"
+    started = time.monotonic()
+    assert cache.wait_for_leader(follower, scope, "q", max_wait=30).reason == "single_flight_fallback"
+    assert not follower.leader and time.monotonic() - started < 1  # told at once, not after max_wait
+
+
+def test_a_dead_leaders_lock_expires_and_exactly_one_follower_takes_over(main_redis, tenant_ids, settings):
+    """A worker killed mid-call never releases its lock: it expires, one follower leads, the rest follow it."""
+    settings.AI = {"SINGLE_FLIGHT_LOCK_TTL": 0.5}
+    cache = build_cache(main_redis, backend="vectorset")
+    scope = CacheScope(tenant_ids(), "emb")
+    query = "Is the Pro plan billed monthly?"
+    main_redis.set(scope.lock_key(query_hash(query)), "killed-worker", px=500)  # nobody renews it
+    callers, upstream_calls, answers = 20, [], []
+    start = threading.Barrier(callers)
+
+    def ask() -> None:
+        start.wait()
+        found = cache.lookup_exact(scope, query)
+        flight = cache.take_off(scope, query)
+        try:
+            if not flight.leader:
+                waited = cache.wait_for_leader(flight, scope, query, max_wait=30)
+                if waited.hit:
+                    answers.append(waited.hit.entry.response)
+                    return
+            upstream_calls.append(flight.leader)
+            cache.store(scope, found.generation, CacheEntry(query=query, response="yes"), ttl=TTL)
+            answers.append("yes")
+        finally:
+            flight.release()
+
+    threads = [threading.Thread(target=ask) for _ in range(callers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert upstream_calls == [True]  # one call, made by the follower that took the lead
+    assert answers == ["yes"] * callers
+
+
+def test_a_leader_slower_than_its_lock_ttl_keeps_its_followers(main_redis, tenant_ids, settings):
+    """The lock is renewed while the leader works: a long model chain is not a dead leader."""
+    settings.AI = {"SINGLE_FLIGHT_LOCK_TTL": 0.3}
+    cache = build_cache(main_redis, backend="vectorset")
+    scope = CacheScope(tenant_ids(), "emb")
+    query = "Can I pay by invoice?"
+    generation = cache.lookup_exact(scope, query).generation
+    leader = cache.take_off(scope, query)
+    followers = [cache.take_off(scope, query) for _ in range(5)]
+    assert leader.leader and not any(f.leader for f in followers)
+    results: list = []
+
+    def follow(flight) -> None:
+        results.append(cache.wait_for_leader(flight, scope, query, max_wait=30))
+
+    threads = [threading.Thread(target=follow, args=(f,)) for f in followers]
+    for thread in threads:
+        thread.start()
+    time.sleep(1.5)  # the upstream's latency: five lock TTLs
+    assert main_redis.exists(scope.lock_key(query_hash(query)))  # renewed, still the leader's
+    cache.store(scope, generation, CacheEntry(query=query, response="yes, on Pro"), ttl=TTL)
+    leader.release()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert [r.hit.entry.response for r in results] == ["yes, on Pro"] * 5
+    assert not any(f.leader for f in followers)
 
 
 def test_generations_survive_memory_pressure_and_no_stale_entry_is_served(tmp_path, tenant_ids):

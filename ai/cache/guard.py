@@ -1,0 +1,68 @@
+"""One guard for every Redis call on the request path: cache lookups and writes,
+the rate limit, idempotency replays and single flight.
+
+Guarantees:
+- A call that fails answers its ``default`` (fail open), is logged and counted
+  (``saascore_cache_errors_total{op}``).
+- Only unreachability opens the circuit breaker: connection errors, timeouts and
+  a full connection pool. While it is open, calls are not made at all and
+  answer their default at once, so a stalled Redis costs nothing after the
+  first few requests; half-open lets one probe through.
+- A Redis that answers with an error (an out-of-memory refusal of a write, a
+  wrong type) is alive: it is counted, and the breaker stays closed for the
+  reads that still work.
+
+Not guaranteed: that a default is the right answer for the caller; each caller
+chooses what "Redis could not say" means for it.
+"""
+
+import logging
+from collections.abc import Callable
+from typing import TypeVar
+
+import redis
+
+from ai import metrics
+from ai.cache.breaker import BreakerState, CircuitBreaker
+
+logger = logging.getLogger("saascore.cache")
+T = TypeVar("T")
+
+# The server could not be reached in time: this is what opens the breaker.
+UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, OSError)
+
+
+class RedisGuard:
+    def __init__(self, client: redis.Redis, breaker: CircuitBreaker | None = None) -> None:
+        self.client = client
+        self.breaker = breaker or CircuitBreaker(on_change=_breaker_metric)
+
+    @property
+    def closed(self) -> bool:
+        """Is Redis believed reachable (breaker closed)?"""
+        return self.breaker.state is BreakerState.CLOSED
+
+    def call(self, op: str, fn: Callable[[redis.Redis], T], default: T) -> T:
+        """``fn(client)``, or ``default`` when the breaker is open or the call fails."""
+        if not self.breaker.allow():
+            metrics.CACHE_ERRORS.labels(op=f"{op}_breaker_open").inc()
+            return default
+        try:
+            result = fn(self.client)
+        except UNREACHABLE as exc:
+            self.breaker.record_failure()
+            metrics.CACHE_ERRORS.labels(op=op).inc()
+            logger.warning("redis %s failed, answering without it: %s: %s", op, type(exc).__name__, exc)
+            return default
+        except redis.RedisError as exc:
+            self.breaker.record_success()  # it answered: reachable, whatever it said
+            metrics.CACHE_ERRORS.labels(op=op).inc()
+            logger.warning("redis %s refused: %s: %s", op, type(exc).__name__, exc)
+            return default
+        self.breaker.record_success()
+        return result
+
+
+def _breaker_metric(state: BreakerState) -> None:
+    metrics.CACHE_BREAKER_STATE.set(0 if state is BreakerState.CLOSED else 1)
+    logger.warning("redis circuit breaker is now %s", state.value)
