@@ -3,7 +3,8 @@ one shared embedding:
 
 authenticate -> admission -> exact tier -> embed once -> route -> threshold from
 confidence -> semantic tier -> (miss) single flight -> retrieve -> generate with the
-routed model and its fallbacks -> cache the answer -> usage row -> metrics.
+routed model and its fallbacks, capped to the request's reservation -> cache the
+answer -> usage row -> metrics.
 
 Network calls (Redis, embeddings, LLM) happen outside database transactions.
 """
@@ -11,20 +12,21 @@ Network calls (Redis, embeddings, LLM) happen outside database transactions.
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from ai import metrics
-from ai.cache import CacheScope, get_cache
+from ai.cache import CacheHit, CacheScope, SemanticCache, get_cache
 from ai.cache.entries import CacheEntry
-from ai.cache.pii import contains_personal_data
-from ai.conf import ai_settings
-from ai.embeddings import get_embedder
-from ai.llm.generate import Generation, UpstreamFailed, generate, model_chain
+from ai.cache.pii import personal_data_outside
+from ai.embeddings import Embedder, get_embedder
+from ai.llm.generate import Generation, UpstreamFailed, chain_deadline, generate, model_chain
 from ai.rag.retrieval import retrieve
 from ai.router.decisions import Intent, RoutingDecision
 from ai.router.service import route_query
 from ai.tenant_settings import TenantAISettings, settings_for
-from billing.services import Usage, admit, settle, usage_record
+from billing.admission import admit, release
+from billing.services import Usage, price_usage, usage_record
 from tenants.models import Tenant
 
 logger = logging.getLogger("saascore.query")
@@ -60,6 +62,46 @@ class QueryResult:
         }
 
 
+@dataclass(frozen=True)
+class QueryContext:
+    """One query, as far as it is known before it is embedded."""
+
+    tenant: Tenant
+    query: str
+    request_id: str  # the server's id of this request
+    ledger_id: str  # the id its answer is billed under
+    settings: TenantAISettings
+    scope: CacheScope
+    embedder: Embedder
+    use_cache: bool  # read and/or write the cache
+    read_cache: bool  # answer from it ("refresh" writes only)
+    max_cost: Decimal  # what admission reserved: the most the answer may cost
+
+
+@dataclass(frozen=True)
+class Spent:
+    """What the query consumed before its answer: the embedding, an LLM router call."""
+
+    embedding_model: str = ""
+    embedding_tokens: int = 0
+    router_model: str = ""
+    router_input_tokens: int = 0
+    router_output_tokens: int = 0
+
+    def usage(self, ctx: QueryContext, *, source: str, model: str, **tokens: int | str) -> Usage:
+        """The ledger's usage of this query: a failed one under its own request id, so that
+        a retry with the same ledger id (an idempotent retry) is still billed when it answers."""
+        request_id = ctx.request_id if source == "error" else ctx.ledger_id
+        return Usage(request_id=request_id, source=source, model=model, **self.__dict__, **tokens)
+
+    def cost(self) -> Decimal:
+        usage = Usage(request_id="", source="", **self.__dict__)
+        return price_usage(usage, datetime.now(UTC))[0]
+
+
+NOTHING_SPENT = Spent()
+
+
 def _usage_dict(row: dict) -> dict:
     return {
         "input_tokens": row["input_tokens"] + row["router_input_tokens"],
@@ -69,65 +111,72 @@ def _usage_dict(row: dict) -> dict:
     }
 
 
-def _scope(tenant: Tenant, settings: TenantAISettings, embedder_id: str, user_id: str | None) -> CacheScope:
-    per_user = settings.cache_scope == TenantAISettings.CacheScope.USER
-    return CacheScope(tenant.pk, embedder_id, user_id if per_user else None)
+def _record(ctx: QueryContext, usage: Usage) -> dict:
+    row = usage_record(tenant=ctx.tenant, usage=usage)
+    metrics.usage_count(tenant=ctx.tenant, row=row)
+    return row
 
 
 def _hit(
-    *,
-    tenant: Tenant,
-    request_id: str,
-    entry: CacheEntry,
-    tier: str,
-    similarity: float,
-    threshold: float | None,
-    routing: dict | None,
-    usage_extra: dict,
+    ctx: QueryContext, spent: Spent, hit: CacheHit, *, routing: dict | None, threshold: float | None
 ) -> tuple[QueryResult, Decimal]:
-    """A cache hit: its usage row (what it saved) and the response."""
-    routed_model = routing["model"] if routing else entry.model
-    row = usage_record(
-        tenant=tenant,
-        usage=Usage(
-            request_id=request_id,
-            source=f"cache_{tier}",
-            model=routed_model,
-            saved_input_tokens=entry.input_tokens,
-            saved_output_tokens=entry.output_tokens,
-            cached_question=entry.query[:500],
-            **usage_extra,
-        ),
+    """A cache hit of any tier: its usage row (what it saved) and the response."""
+    entry = hit.entry
+    usage = spent.usage(
+        ctx,
+        source=f"cache_{hit.tier}",
+        model=routing["model"] if routing else entry.model,
+        saved_input_tokens=entry.input_tokens,
+        saved_output_tokens=entry.output_tokens,
+        cached_question=entry.query[:500],
     )
-    metrics.usage_count(tenant=tenant, row=row)
-    return (
-        QueryResult(
-            response=entry.response,
-            source="cache",
-            cache={"tier": tier, "similarity": round(similarity, 4), "threshold": threshold},
-            model_used=entry.model,
-            routing=routing,
-            citations=entry.extra.get("citations", []),
-            usage=_usage_dict(row),
-            request_id=request_id,
-            headers={"X-Cache": f"HIT-{tier.upper()}"},
-        ),
-        row["cost"],
+    row = _record(ctx, usage)
+    result = QueryResult(
+        response=entry.response,
+        source="cache",
+        cache={"tier": hit.tier, "similarity": round(hit.similarity, 4), "threshold": threshold},
+        model_used=entry.model,
+        routing=routing,
+        citations=entry.extra.get("citations", []),
+        usage=_usage_dict(row),
+        request_id=ctx.request_id,
+        headers={"X-Cache": f"HIT-{hit.tier.upper()}"},
     )
+    return result, row["cost"]
 
 
-def answer_query(*, tenant: Tenant, query: str, user_id: str | None, cache_mode: str, request_id: str) -> QueryResult:
-    """Raises AdmissionRefused (429/402) and UpstreamFailed (502 after a zero-cost usage row)."""
+def answer_query(
+    *, tenant: Tenant, query: str, user_id: str | None, cache_mode: str, request_id: str, ledger_id: str | None = None
+) -> QueryResult:
+    """Raises AdmissionRefused (429/402) and UpstreamFailed (502 after a zero-cost usage row).
+
+    ``request_id`` is the server's id of this request; ``ledger_id`` the id its answer is
+    billed under (the same, unless an idempotent retry must be billed once: ai/api/idempotency.py).
+    """
     started = time.perf_counter()
-    admission = admit(tenant=tenant, client=get_cache().client)
-    cost = Decimal(0)
+    cache = get_cache()
+    admission = admit(tenant=tenant, guard=cache.guard)
     try:
-        result, cost = _answer(tenant, query, user_id, cache_mode, request_id)
+        settings, embedder = settings_for(tenant), get_embedder()
+        use_cache = settings.cache_enabled and cache_mode != "bypass"
+        ctx = QueryContext(
+            tenant=tenant,
+            query=query,
+            request_id=request_id,
+            ledger_id=ledger_id or request_id,
+            settings=settings,
+            scope=_scope(tenant, settings, embedder.id, user_id),
+            embedder=embedder,
+            use_cache=use_cache,
+            read_cache=use_cache and cache_mode != "refresh",
+            max_cost=admission.max_cost,
+        )
+        result, _ = _answer(ctx, cache)
     except UpstreamFailed:
         metrics.query_count(tenant=tenant, source="error", seconds=time.perf_counter() - started)
         raise
     finally:
-        settle(admission=admission, cost=cost)
+        release(admission)
     seconds = time.perf_counter() - started
     result.latency_ms = round(seconds * 1000, 2)
     tier = result.cache.get("tier")
@@ -144,101 +193,68 @@ def answer_query(*, tenant: Tenant, query: str, user_id: str | None, cache_mode:
     return result
 
 
-def _answer(tenant: Tenant, query: str, user_id: str | None, cache_mode: str, request_id: str):
-    settings = settings_for(tenant)
-    cache = get_cache()
-    embedder = get_embedder()
-    scope = _scope(tenant, settings, embedder.id, user_id)
-    use_cache = settings.cache_enabled and cache_mode != "bypass"
-    read_cache = use_cache and cache_mode != "refresh"
+def _scope(tenant: Tenant, settings: TenantAISettings, embedder_id: str, user_id: str | None) -> CacheScope:
+    per_user = settings.cache_scope == TenantAISettings.CacheScope.USER
+    return CacheScope(tenant.pk, embedder_id, user_id if per_user else None)
 
+
+def _answer(ctx: QueryContext, cache: SemanticCache) -> tuple[QueryResult, Decimal]:
     generation = None
-    if use_cache:
-        exact = cache.lookup_exact(scope, query)
+    if ctx.use_cache:
+        exact = cache.lookup_exact(ctx.scope, ctx.query)
         generation = exact.generation
-        if read_cache and exact.hit:
-            hit = exact.hit
-            return _hit(
-                tenant=tenant,
-                request_id=request_id,
-                entry=hit.entry,
-                tier="exact",
-                similarity=1.0,
-                threshold=hit.threshold,
-                routing=None,
-                usage_extra={},
-            )
+        if ctx.read_cache and exact.hit:
+            return _hit(ctx, NOTHING_SPENT, exact.hit, routing=None, threshold=exact.hit.threshold)
 
-    embedded = embedder.embed([query])
+    embedded = ctx.embedder.embed([ctx.query])
     vector = embedded.vectors[0]
-    embedding_usage = {"embedding_model": embedder.id, "embedding_tokens": embedded.input_tokens}
-    decision = route_query(tenant=tenant, query=query, vector=vector, embedder_id=embedder.id, settings=settings)
+    decision = route_query(
+        tenant=ctx.tenant, query=ctx.query, vector=vector, embedder_id=ctx.embedder.id, settings=ctx.settings
+    )
+    router_model, router_in, router_out = decision.router_usage or ("", 0, 0)
+    spent = Spent(ctx.embedder.id, embedded.input_tokens, router_model, router_in, router_out)
     routing = decision.as_dict()
-    router_usage = {}
-    if decision.router_usage:
-        model, tokens_in, tokens_out = decision.router_usage
-        router_usage = {"router_model": model, "router_input_tokens": tokens_in, "router_output_tokens": tokens_out}
-    threshold = settings.semantic_threshold(decision) if use_cache and generation is not None else None
-    bypass = threshold is None
+    threshold = ctx.settings.semantic_threshold(decision) if ctx.use_cache and generation is not None else None
+    # A query longer than the embedder's window has the vector of its beginning only:
+    # no semantic match may rest on it, and it is cached for exact repeats only.
+    whole = ctx.embedder.sees_whole(ctx.query)
 
-    if not bypass and read_cache:
-        found = cache.lookup_semantic(scope, generation, query, vector, threshold, intent=str(decision.intent))
+    if threshold is not None and ctx.read_cache and whole:
+        found = cache.lookup_semantic(ctx.scope, generation, ctx.query, vector, threshold, intent=str(decision.intent))
         if found.hit:
-            return _hit(
-                tenant=tenant,
-                request_id=request_id,
-                entry=found.hit.entry,
-                tier="semantic",
-                similarity=found.hit.similarity,
-                threshold=threshold,
-                routing=routing,
-                usage_extra={**embedding_usage, **router_usage},
-            )
+            return _hit(ctx, spent, found.hit, routing=routing, threshold=threshold)
 
-    flight = None if bypass else cache.take_off(scope, query, lock_ttl=ai_settings.LLM_TIMEOUT * 2)
+    chain = model_chain(decision.model, decision.fallbacks, local_fallback=ctx.settings.local_fallback)
+    flight = None if threshold is None else cache.take_off(ctx.scope, ctx.query)
     try:
-        if flight is not None and not flight.leader and read_cache:
-            waited = cache.wait_for_leader(flight, scope, query, timeout=ai_settings.LLM_TIMEOUT)
+        if flight is not None and not flight.leader and ctx.read_cache:
+            waited = cache.wait_for_leader(flight, ctx.scope, ctx.query, max_wait=chain_deadline(chain))
             if waited.hit:
-                return _hit(
-                    tenant=tenant,
-                    request_id=request_id,
-                    entry=waited.hit.entry,
-                    tier="exact",
-                    similarity=1.0,
-                    threshold=threshold,
-                    routing=routing,
-                    usage_extra=embedding_usage,
-                )
-        answer = _generate(tenant, query, vector, decision, settings, request_id, {**embedding_usage, **router_usage})
-        stored = _store(cache, scope, generation, query, vector, answer, decision, threshold, bypass, settings)
+                return _hit(ctx, spent, waited.hit, routing=routing, threshold=threshold)
+        answer = _generate(ctx, spent, vector, decision, chain)
+        stored = _store(ctx, cache, generation, answer, decision, threshold, vector if whole else None)
     finally:
         if flight is not None:
             flight.release()
-    row = usage_record(
-        tenant=tenant,
-        usage=Usage(
-            request_id=request_id,
-            source="llm",
-            model=answer.model,
-            input_tokens=answer.input_tokens,
-            output_tokens=answer.output_tokens,
-            **embedding_usage,
-            **router_usage,
+    row = _record(
+        ctx,
+        spent.usage(
+            ctx, source="llm", model=answer.model, input_tokens=answer.input_tokens, output_tokens=answer.output_tokens
         ),
     )
-    metrics.usage_count(tenant=tenant, row=row)
-    cache_info = {"tier": None, "similarity": None, "threshold": threshold, "stored": stored}
     result = QueryResult(
         response=answer.text,
         source="llm",
-        cache=cache_info,
+        cache={"tier": None, "similarity": None, "threshold": threshold, "stored": stored},
         model_used=answer.model,
         routing=routing,
         citations=_citations(answer),
         usage=_usage_dict(row),
-        request_id=request_id,
-        headers={"X-Cache": "BYPASS" if bypass else "MISS", "X-Router-Confidence": f"{decision.confidence:.4f}"},
+        request_id=ctx.request_id,
+        headers={
+            "X-Cache": "BYPASS" if threshold is None else "MISS",
+            "X-Router-Confidence": f"{decision.confidence:.4f}",
+        },
     )
     return result, row["cost"]
 
@@ -247,32 +263,38 @@ def _citations(answer: Generation) -> list[dict]:
     return [{"document": c.title, "document_id": c.document_id, "chunk": c.position} for c in answer.used]
 
 
-def _generate(
-    tenant: Tenant, query: str, vector, decision: RoutingDecision, settings, request_id: str, usage_extra: dict
-) -> Generation:
+def _generate(ctx: QueryContext, spent: Spent, vector, decision: RoutingDecision, chain: list[str]) -> Generation:
     if decision.intent == Intent.ERROR:
         return Generation(ERROR_ANSWER, "local-extractive", 0, 0, [])
-    chunks = retrieve(tenant=tenant, vector=vector, k=RETRIEVE_K)
-    chain = model_chain(decision.model, decision.fallbacks, local_fallback=settings.local_fallback)
+    chunks = retrieve(tenant=ctx.tenant, vector=vector, k=RETRIEVE_K)
     try:
-        return generate(query=query, chunks=chunks, chain=chain)
+        return generate(query=ctx.query, chunks=chunks, chain=chain, budget=ctx.max_cost - spent.cost())
     except UpstreamFailed:
-        row = usage_record(
-            tenant=tenant, usage=Usage(request_id=request_id, source="error", model=decision.model, **usage_extra)
-        )
-        metrics.usage_count(tenant=tenant, row=row)
+        _record(ctx, spent.usage(ctx, source="error", model=decision.model))
         raise
 
 
-def _store(cache, scope, generation, query, vector, answer: Generation, decision, threshold, bypass, settings) -> str:
-    if bypass:
+def _store(
+    ctx: QueryContext,
+    cache: SemanticCache,
+    generation: int | None,
+    answer: Generation,
+    decision: RoutingDecision,
+    threshold: float | None,
+    vector,
+) -> str:
+    """Cache the answer; ``vector`` None stores it for exact repeats only."""
+    if threshold is None or generation is None:
         return "bypass"
     if decision.intent == Intent.ERROR:
         return "not_cached:out_of_scope"
-    if contains_personal_data(query, answer.text):
+    sources = [chunk.text for chunk in answer.used]
+    kinds = personal_data_outside(ctx.query, []) + personal_data_outside(answer.text, sources)
+    if kinds:
+        metrics.CACHE_SKIPS.labels(reason="personal_data").inc()
         return "not_cached:personal_data"
     entry = CacheEntry(
-        query=query,
+        query=ctx.query,
         response=answer.text,
         model=answer.model,
         intent=str(decision.intent),
@@ -281,5 +303,7 @@ def _store(cache, scope, generation, query, vector, answer: Generation, decision
         threshold=threshold,
         extra={"citations": _citations(answer)},
     )
-    stored = cache.store(scope, generation, entry, ttl=settings.cache_ttl_seconds, vector=vector)
+    stored = cache.store(
+        ctx.scope, generation, entry, ttl=ctx.settings.cache_ttl_seconds, vector=vector, sources=sources
+    )
     return "stored" if stored.stored else f"not_cached:{stored.reason}"

@@ -22,7 +22,7 @@ PARTS = {
     "retrieval (pgvector)": ("ai/rag/retrieval.py",),
     "upstream client (openai, httpx2)": ("openai/", "httpx2/", "httpcore2/"),
     "API key authentication": ("tenants/authentication.py", "tenants/services.py:api_key_verify"),
-    "admission + settle (billing)": ("billing/services.py:admit", "billing/services.py:settle"),
+    "admission + release (billing)": ("billing/admission.py:admit", "billing/admission.py:release"),
     "usage ledger row": ("billing/services.py:usage_record",),
     "logging": ("logging/", "saascore/logs.py"),
     "metrics (prometheus_client)": ("prometheus_client/", "django_prometheus/"),

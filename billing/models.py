@@ -99,11 +99,26 @@ class TenantBudget(TenantOwnedModel):
 
 
 class SpendCounter(TenantOwnedModel):
-    """Month-to-date spend, committed and reserved, locked row by row at admission."""
+    """Month-to-date spend: the sum of the month's ledger costs, moved with each row that goes in.
+    A tenant's admissions lock it, one at a time."""
 
     period = models.CharField(max_length=7, help_text="YYYY-MM (UTC)")
     committed = models.DecimalField(max_digits=18, decimal_places=10, default=Decimal(0))
-    reserved = models.DecimalField(max_digits=18, decimal_places=10, default=Decimal(0))
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["tenant", "period"], name="spendcounter_tenant_period_uniq")]
+
+
+class SpendReservation(TenantOwnedModel):
+    """What an admitted, unfinished request may still spend. It ends with its request, or
+    expires (the request's worker died) and stops counting."""
+
+    amount = models.DecimalField(max_digits=10, decimal_places=6)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "expires_at"], name="reservation_tenant_expires_idx")]
+
+    def __str__(self) -> str:
+        return f"${self.amount} reserved until {self.expires_at:%Y-%m-%d %H:%M:%S}"

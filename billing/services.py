@@ -1,34 +1,28 @@
-"""Billing writes: the usage ledger and budget admission.
+"""Billing writes: the usage ledger (admission and budgets: billing/admission.py).
 
 The ledger is append-only: ``usage_record`` inserts with ON CONFLICT DO NOTHING
-on (tenant, request_id), so a retried request is billed once. If PostgreSQL
-cannot take the row (down, timed out, read-only) it goes to a local spool and
-is written later, by any worker of the host or ``billing_flush_spool``
-(billing/spool.py). An error of the row itself is a bug and is raised.
-
-Admission is atomic across processes: a row lock on the tenant's month counter.
-Each admitted request reserves ``max_request_cost``; settling replaces the
-reservation by the actual cost. Concurrent requests therefore cannot spend past
-the limit by more than one request's maximum cost.
+on (tenant, request_id), so a retried request is billed once. The same statement
+adds a paid row's cost to the tenant's month counter (``SpendCounter``), so the
+counter moves exactly when a row goes in: once, however often it is replayed.
+If PostgreSQL cannot take the row (down, timed out, read-only) it goes to a
+local spool and is written later, counter included, by any worker of the host
+or ``billing_flush_spool`` (billing/spool.py). An error of the row itself is a
+bug and is raised.
 """
 
 import logging
-import time
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
-import redis
 from django.db import InterfaceError, InternalError, OperationalError, ProgrammingError, connection
 
 from ai import metrics
-from ai.conf import ai_settings
 from billing import spool_retry
-from billing.models import SpendCounter, TenantBudget, UsageRecord
+from billing.budgets import budget_alert_check
+from billing.models import SpendCounter, UsageRecord
 from billing.pricing import ZERO, cost_of
 from billing.spool import DrainReport, Unavailable, drain, spool
-from saascore.ttl import TTLCache
 from tenants.models import Tenant
 from tenants.scoping import tenant_scope
 
@@ -71,23 +65,43 @@ def price_usage(usage: Usage, when: datetime) -> tuple[Decimal, Decimal]:
 # Errors of the row itself (DataError, IntegrityError, ProgrammingError) are bugs: they propagate.
 POSTGRES_UNAVAILABLE = (OperationalError, InterfaceError, InternalError)
 _FIELDS = [field for field in UsageRecord._meta.concrete_fields if not field.primary_key]
-_INSERT = (
-    f"INSERT INTO {UsageRecord._meta.db_table} ({', '.join(field.column for field in _FIELDS)}) "
-    f"VALUES ({', '.join(['%s'] * len(_FIELDS))}) ON CONFLICT (tenant_id, request_id) DO NOTHING"
+# The row, and (if it went in and cost something) its cost on the month's counter, in one statement.
+_COUNTER = SpendCounter._meta.db_table
+_INSERT = f"""
+WITH inserted AS (
+    INSERT INTO {UsageRecord._meta.db_table} ({", ".join(field.column for field in _FIELDS)})
+    VALUES ({", ".join(["%s"] * len(_FIELDS))}) ON CONFLICT (tenant_id, request_id) DO NOTHING
+    RETURNING tenant_id, cost
+), counted AS (
+    INSERT INTO {_COUNTER} (tenant_id, period, committed)
+    SELECT tenant_id, %s, cost FROM inserted WHERE cost > 0
+    ON CONFLICT (tenant_id, period) DO UPDATE SET committed = {_COUNTER}.committed + EXCLUDED.committed
+    RETURNING committed
 )
+SELECT (SELECT count(*) FROM inserted), (SELECT committed FROM counted)
+"""
+
+
+def period_of(when: datetime) -> str:
+    """The month a request counts in: YYYY-MM, UTC."""
+    return when.astimezone(UTC).strftime("%Y-%m")
 
 
 def _insert(row: dict) -> bool:
     """Insert-or-ignore on the ledger's unique key: True if the row went in, False if it was there.
 
-    Raw SQL because the ORM's ``bulk_create(ignore_conflicts=True)`` cannot
-    say which; the spool's drain reports replays that the key absorbed.
+    Raw SQL because the ORM's ``bulk_create(ignore_conflicts=True)`` cannot say
+    which (the spool's drain reports replays the key absorbed), nor count the row
+    on the month's counter in the same statement.
     """
     record = UsageRecord(**row)
     values = [field.get_db_prep_save(field.pre_save(record, True), connection) for field in _FIELDS]
     with tenant_scope(record.tenant_id), connection.cursor() as cursor:
-        cursor.execute(_INSERT, values)
-        return cursor.rowcount == 1
+        cursor.execute(_INSERT, [*values, period_of(record.created_at)])
+        inserted, committed = cursor.fetchone()
+    if committed is not None:
+        budget_alert_check(tenant_id=record.tenant_id, before=committed - record.cost, after=committed)
+    return inserted == 1
 
 
 def usage_record(*, tenant: Tenant, usage: Usage, when: datetime | None = None) -> dict:
@@ -153,156 +167,3 @@ def _write_spooled(row: dict) -> bool:
         return _insert(row)
     except (*POSTGRES_UNAVAILABLE, ProgrammingError) as exc:
         raise Unavailable(str(exc).strip()) from exc
-
-
-# -- admission ------------------------------------------------------------------
-
-
-class AdmissionRefused(Exception):
-    def __init__(self, status: int, code: str, message: str, details: dict, retry_after: int) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.details, self.retry_after = (
-            status,
-            code,
-            message,
-            details,
-            retry_after,
-        )
-
-
-@dataclass(frozen=True)
-class Admission:
-    tenant_id: int
-    period: str
-    reserved: Decimal
-    token: str
-    limit: Decimal | None = None  # the monthly spend limit when admitted
-    alert_ratio: Decimal | None = None
-
-
-def _period(now: datetime) -> str:
-    return now.strftime("%Y-%m")
-
-
-def _next_month(now: datetime) -> datetime:
-    year, month = (now.year + 1, 1) if now.month == 12 else (now.year, now.month + 1)
-    return datetime(year, month, 1, tzinfo=UTC)
-
-
-def budget_for(tenant: Tenant) -> TenantBudget:
-    """The tenant's limits (read-only; cached per process for ``AI["ROW_CACHE_SECONDS"]``)."""
-    return _budgets.get(tenant.pk, lambda: _load_budget(tenant))
-
-
-def _load_budget(tenant: Tenant) -> TenantBudget:
-    with tenant_scope(tenant):
-        return TenantBudget.objects.for_tenant(tenant).first() or TenantBudget(tenant=tenant)
-
-
-_budgets = TTLCache("tenant-budgets", lambda: ai_settings.ROW_CACHE_SECONDS).forget_on_change(TenantBudget)
-
-
-_RATE = """
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-return n
-"""
-
-
-def _rate_check(client: redis.Redis | None, tenant: Tenant, limit: int | None, now: float) -> None:
-    if not limit or client is None:
-        return
-    window = int(now // 60)
-    try:
-        count = int(client.eval(_RATE, 1, f"{tenant.redis_tag}:rate:{window}", 120))
-    except redis.RedisError as exc:
-        logger.warning("rate limit not checked, Redis unavailable: %s", exc)  # fail open: money is checked in PG
-        return
-    if count > limit:
-        retry_after = max(1, 60 - int(now % 60))
-        raise AdmissionRefused(
-            429,
-            "rate_limited",
-            f"More than {limit} requests per minute.",
-            {"limit": "requests_per_minute", "requests_per_minute": limit, "retry_after_seconds": retry_after},
-            retry_after,
-        )
-
-
-def admit(*, tenant: Tenant, client: redis.Redis | None = None, now: datetime | None = None) -> Admission:
-    """Check the rate limit and reserve the request's maximum cost, or raise AdmissionRefused."""
-    now = now or datetime.now(UTC)
-    budget = budget_for(tenant)
-    _rate_check(client, tenant, budget.requests_per_minute, time.time())
-    period = _period(now)
-    limit = budget.monthly_spend_limit
-    if limit is None:
-        # Nothing to reserve against: only what a request costs touches the counter (settle).
-        return Admission(tenant.pk, period, ZERO, uuid.uuid4().hex)
-    reserve = budget.max_request_cost
-    with tenant_scope(tenant):
-        counter = _locked_counter(tenant.pk, period)
-        if counter.committed + counter.reserved + reserve > limit:
-            resets = _next_month(now)
-            raise AdmissionRefused(
-                402,
-                "budget_exceeded",
-                "The monthly spend limit is reached.",
-                {
-                    "limit": "monthly_spend",
-                    "limit_usd": str(limit),
-                    "spent_usd": str(counter.committed.quantize(Decimal("0.000001"))),
-                    "in_flight_usd": str(counter.reserved.quantize(Decimal("0.000001"))),
-                    "resets_at": resets.isoformat().replace("+00:00", "Z"),
-                },
-                int((resets - now).total_seconds()),
-            )
-        counter.reserved += reserve
-        counter.save(update_fields=["reserved"])
-    return Admission(tenant.pk, period, reserve, uuid.uuid4().hex, limit, budget.soft_alert_ratio)
-
-
-def _locked_counter(tenant_id: int, period: str) -> SpendCounter:
-    """The tenant's spend counter of the period, created if missing, locked until the transaction ends."""
-    SpendCounter.objects.for_tenant(tenant_id).bulk_create(
-        [SpendCounter(tenant_id=tenant_id, period=period)], ignore_conflicts=True
-    )
-    return SpendCounter.objects.for_tenant(tenant_id).select_for_update().get(period=period)
-
-
-def settle(*, admission: Admission, cost: Decimal) -> None:
-    """Replace the admission's reservation by what the request really cost."""
-    if not cost and not admission.reserved:
-        return  # a free answer (a cache hit) of a tenant without a spend limit changes no counter
-    with tenant_scope(admission.tenant_id):
-        counter = _locked_counter(admission.tenant_id, admission.period)
-        before = counter.committed
-        counter.reserved = max(ZERO, counter.reserved - admission.reserved)
-        counter.committed += cost
-        counter.save(update_fields=["reserved", "committed"])
-    if admission.limit:
-        alert_at = admission.limit * admission.alert_ratio
-        if before < alert_at <= counter.committed:
-            metrics.BUDGET_ALERTS.inc()
-            logger.warning(
-                "tenant %s passed %s of its monthly spend limit: $%s of $%s",
-                admission.tenant_id,
-                admission.alert_ratio,
-                counter.committed,
-                admission.limit,
-            )
-
-
-def budget_status(*, tenant: Tenant, now: datetime | None = None) -> dict:
-    """This month's spend against the tenant's limit, for the API and the dashboard."""
-    budget = budget_for(tenant)
-    with tenant_scope(tenant):
-        counter = SpendCounter.objects.for_tenant(tenant).filter(period=_period(now or datetime.now(UTC))).first()
-    spent = counter.committed if counter else ZERO
-    limit = budget.monthly_spend_limit
-    return {
-        "monthly_spend_limit_usd": None if limit is None else str(limit),
-        "spent_usd": str(spent.quantize(Decimal("0.000001"))),
-        "soft_alert": bool(limit and spent >= limit * budget.soft_alert_ratio),
-        "requests_per_minute": budget.requests_per_minute,
-    }

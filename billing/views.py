@@ -13,6 +13,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from billing.api.views import usage_csv
+from billing.budgets import budget_status
 from billing.charts import horizontal_bars, stacked_bars
 from billing.selectors import (
     month_to_date,
@@ -21,7 +22,6 @@ from billing.selectors import (
     usage_series,
     usage_summary,
 )
-from billing.services import budget_status
 from tenants.access import visible_tenant_or_404
 from tenants.models import Tenant
 

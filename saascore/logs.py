@@ -1,6 +1,7 @@
 """Log lines that carry the request: one JSON object per line, or plain text in development.
 
-Every record gets ``request_id`` and ``tenant_id`` from context variables:
+Every record gets ``request_id`` (the server's) and ``tenant_id`` from context
+variables, and ``client_request_id`` when the caller sent its own:
 ``saascore.middleware.RequestIdMiddleware`` sets the request id for each request,
 API key authentication sets the tenant id once it knows the tenant, and both are
 cleared when the response is closed (``request_finished``), so Django's own
@@ -21,6 +22,8 @@ from pythonjsonlogger.json import JsonFormatter as _JsonFormatter
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 tenant_id_var: contextvars.ContextVar[int | None] = contextvars.ContextVar("tenant_id", default=None)
+# The caller's own id for the request (X-Client-Request-Id / X-Request-ID): logged beside ours.
+client_request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("client_request_id", default=None)
 
 FORMATS = ("json", "plain")
 PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s tenant=%(tenant_id)s] %(message)s"
@@ -30,6 +33,7 @@ def clear_request_context(**kwargs) -> None:
     """``request_finished``: the thread serves no request any more."""
     request_id_var.set(None)
     tenant_id_var.set(None)
+    client_request_id_var.set(None)
 
 
 class RequestContextFilter(logging.Filter):
@@ -40,6 +44,8 @@ class RequestContextFilter(logging.Filter):
             record.request_id = request_id_var.get()
         if getattr(record, "tenant_id", None) is None:
             record.tenant_id = tenant_id_var.get()
+        if getattr(record, "client_request_id", None) is None and client_request_id_var.get():
+            record.client_request_id = client_request_id_var.get()
         return True
 
 

@@ -15,33 +15,63 @@ from saascore.api.errors import (
     max_body_bytes,
 )
 from saascore.db.base import database_unavailable
-from saascore.logs import request_id_var, tenant_id_var
+from saascore.logs import client_request_id_var, request_id_var, tenant_id_var
 
 logger = logging.getLogger("saascore.errors")
 
 # Django turns these into 4xx through handler400/403/404 (JSON on API paths).
 _HANDLED_BY_DJANGO = (Http404, PermissionDenied, BadRequest, SuspiciousOperation)
-_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
+# A caller's own request id: echoed and logged, never a key of anything.
+_CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:@+/=-]{1,128}$")
+_CLIENT_ID_HEADERS = (("HTTP_X_CLIENT_REQUEST_ID", "X-Client-Request-Id"), ("HTTP_X_REQUEST_ID", "X-Request-ID"))
 
 
 class RequestIdMiddleware:
-    """Every request gets an id (the caller's X-Request-ID when it is safe), echoed back
-    and set in ``saascore.logs.request_id_var`` for its log lines."""
+    """Every request gets the server's own id (``request.request_id``): the ledger's key,
+    the ``request_id`` of every log line, sent back as ``X-Request-ID``.
+
+    A caller's id (``X-Client-Request-Id``, or ``X-Request-ID``) is a correlation id only:
+    logged as ``client_request_id`` and echoed as ``X-Client-Request-Id``. On API paths
+    one that is malformed or longer than 128 characters is refused with 400, so that
+    nothing a client controls reaches a log line unchecked.
+    """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        incoming = request.META.get("HTTP_X_REQUEST_ID", "")
-        request.request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request.request_id = uuid.uuid4().hex
+        request.client_request_id = None
         # Log lines of this request carry its id, and its tenant once authentication knows it;
         # both are cleared when the response is closed (saascore.logs.clear_request_context),
         # after Django's own 4xx/5xx line and gunicorn's access line.
         request_id_var.set(request.request_id)
         tenant_id_var.set(None)
-        response = self.get_response(request)
+        client_request_id_var.set(None)
+        refused = self._client_id(request)
+        response = refused or self.get_response(request)
         response["X-Request-ID"] = request.request_id
+        if request.client_request_id:
+            response["X-Client-Request-Id"] = request.client_request_id
         return response
+
+    def _client_id(self, request: HttpRequest) -> HttpResponse | None:
+        for meta, header in _CLIENT_ID_HEADERS:
+            value = request.META.get(meta)
+            if value is None:
+                continue
+            if _CLIENT_REQUEST_ID.match(value):
+                request.client_request_id = value
+                client_request_id_var.set(value)
+                return None
+            if is_api_path(request.path):
+                return error_response(
+                    400,
+                    "invalid_request_id",
+                    f"{header} must be 1 to 128 characters: letters, digits and . _ : @ + / = - only.",
+                    {"header": header},
+                )
+        return None
 
 
 class ApiErrorMiddleware:

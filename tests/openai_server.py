@@ -167,6 +167,8 @@ class OpenAIServer:
 
     def _completion(self, body: dict, reply: Reply) -> dict:
         prompt, completion = reply.usage
+        if body.get("max_tokens") is not None:  # as a real server does: never more than asked for
+            completion = min(completion, body["max_tokens"])
         return {
             "id": "chatcmpl-test",
             "object": "chat.completion",

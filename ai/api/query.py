@@ -1,22 +1,28 @@
 """POST /api/v1/ai/query: answer a question from the cache or the tenant's documents."""
 
-import hashlib
-import json
 import re
 
-import redis
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from ai.api.idempotency import (
+    MAX_KEY_LENGTH,
+    KeyInFlight,
+    KeyReused,
+    Replay,
+    idempotency_abandon,
+    idempotency_begin,
+    idempotency_finish,
+)
 from ai.cache import get_cache
 from ai.llm.generate import UpstreamFailed
 from ai.pipeline import answer_query
+from ai.tenant_settings import TenantAISettings, settings_for
 from saascore.api.errors import error_response
 from tenants.authentication import request_tenant
 
-IDEMPOTENCY_TTL = 24 * 3600
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:@+-]+$")
 
 
@@ -52,8 +58,7 @@ class QueryOutputSerializer(serializers.Serializer):
     request_id = serializers.CharField()
 
 
-def _idempotency_key(tenant, key: str) -> str:
-    return f"{tenant.redis_tag}:idem:{hashlib.sha256(key.encode()).hexdigest()[:32]}"
+IDEMPOTENCY_PENDING_SECONDS = 300  # a claim whose request died frees the key after this
 
 
 class QueryApi(APIView):
@@ -70,56 +75,59 @@ class QueryApi(APIView):
         data = serializer.validated_data
         if not data["query"].strip():
             raise serializers.ValidationError({"query": "must not be blank"})
-
-        idempotency = request.headers.get("Idempotency-Key")
-        request_id = request.request_id
-        replay_key = None
-        if idempotency:
-            if len(idempotency) > 200:
-                raise serializers.ValidationError({"Idempotency-Key": "at most 200 characters"})
-            replay_key = _idempotency_key(tenant, idempotency)
-            request_id = "idem-" + replay_key.rsplit(":", 1)[-1]
-            replayed = _replay(replay_key)
-            if replayed is not None:
-                return replayed
-
+        if settings_for(tenant).cache_scope == TenantAISettings.CacheScope.USER and not data.get("user_id"):
+            raise serializers.ValidationError(
+                {"user_id": "required: this tenant keeps its cache per end user, so every query names its user"}
+            )
+        guard = get_cache().guard
+        claim = None
+        if (key := request.headers.get("Idempotency-Key")) is not None:
+            if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isprintable():
+                raise serializers.ValidationError({"Idempotency-Key": f"1 to {MAX_KEY_LENGTH} printable characters"})
+            try:
+                claim = idempotency_begin(
+                    guard, tenant_tag=tenant.redis_tag, api_key_id=request.auth.pk, user_id=data.get("user_id"),
+                    key=key, request=dict(data), ttl=IDEMPOTENCY_PENDING_SECONDS,
+                )  # fmt: skip
+            except KeyReused:
+                return error_response(
+                    422, "idempotency_key_reused",
+                    "This Idempotency-Key was used with another request body; use a new key for a new request.",
+                )  # fmt: skip
+            except KeyInFlight:
+                return error_response(
+                    409, "idempotency_in_flight",
+                    "The first request with this Idempotency-Key has not answered yet; retry shortly.",
+                    headers={"Retry-After": "1"},
+                )  # fmt: skip
+            if isinstance(claim, Replay):
+                return Response(claim.body, headers={**claim.headers, "Idempotent-Replay": "true"})
         try:
             result = answer_query(
                 tenant=tenant,
                 query=data["query"],
                 user_id=data.get("user_id"),
                 cache_mode=data["cache"],
-                request_id=request_id,
+                request_id=request.request_id,
+                ledger_id=claim.ledger_id if claim else request.request_id,
             )
         except UpstreamFailed as exc:
+            if claim:
+                idempotency_abandon(guard, claim)
             return error_response(
                 502,
                 "upstream_failed",
                 "No model could answer: every model of the route failed or has no credentials.",
-                {"attempts": [{"model": m, "reason": r} for m, r in exc.attempts], "request_id": request_id},
+                {"attempts": [{"model": m, "reason": r} for m, r in exc.attempts], "request_id": request.request_id},
             )
+        except BaseException:
+            if claim:
+                idempotency_abandon(guard, claim)
+            raise
         body = result.as_dict()
-        headers = {"X-Request-ID": request_id, **result.headers}
+        headers = dict(result.headers)
         if result.routing:
             headers["X-Router-Confidence"] = f"{result.routing['confidence']:.4f}"
-        if replay_key:
-            _remember(replay_key, body, headers)
+        if claim:
+            idempotency_finish(guard, claim, body=body, headers=headers)
         return Response(body, headers=headers)
-
-
-def _replay(key: str) -> Response | None:
-    try:
-        stored = get_cache().client.get(key)
-    except redis.RedisError:
-        return None
-    if not stored:
-        return None
-    saved = json.loads(stored)
-    return Response(saved["body"], headers={**saved["headers"], "Idempotent-Replay": "true"})
-
-
-def _remember(key: str, body: dict, headers: dict) -> None:
-    try:
-        get_cache().client.set(key, json.dumps({"body": body, "headers": headers}, default=str), ex=IDEMPOTENCY_TTL)
-    except redis.RedisError:
-        pass  # the ledger still bills the request once: its request id is the key's

@@ -3,6 +3,11 @@ numbers (Luhn-valid) and IBANs (mod-97-valid).
 
 Detection errs towards "personal": a false positive costs one uncached answer,
 a false negative could serve one person's data to another.
+
+Contact details that stand in the tenant's own documents (a support address, a
+helpline) are the tenant's published data, not a user's: an answer that repeats
+them from its sources may be cached (``personal_data_outside``). Personal data in
+the query, or in an answer but not in the sources it was built from, still is.
 """
 
 import re
@@ -37,26 +42,39 @@ def iban_valid(candidate: str) -> bool:
     return int(number) % 97 == 1
 
 
-def personal_data_kinds(text: str) -> list[str]:
-    """The kinds of personal data found in ``text`` (empty when none)."""
-    kinds: list[str] = []
-    if _EMAIL.search(text):
-        kinds.append("email")
-    ibans = [match.span() for match in _IBAN.finditer(text) if iban_valid(match.group())]
-    if ibans:
-        kinds.append("iban")
+def _findings(text: str) -> list[tuple[str, str]]:
+    """(kind, canonical value) of every piece of personal data in ``text``: emails
+    case-folded, numbers as their digits (so "+1 555-0100" is "15550100" wherever it stands)."""
+    found = [("email", match.group().casefold()) for match in _EMAIL.finditer(text)]
+    ibans = [match for match in _IBAN.finditer(text) if iban_valid(match.group())]
+    found += [("iban", match.group().replace(" ", "").upper()) for match in ibans]
     for match in _DIGIT_RUN.finditer(text):
         raw = match.group().strip()
-        if _DATE.match(raw) or any(start <= match.start() < end for start, end in ibans):
+        if _DATE.match(raw) or any(iban.start() <= match.start() < iban.end() for iban in ibans):
             continue
         digits = re.sub(r"\D", "", raw)
         if _CARD_MIN_DIGITS <= len(digits) <= _CARD_MAX_DIGITS and luhn_valid(digits):
-            if "card_number" not in kinds:
-                kinds.append("card_number")
-        elif _PHONE_MIN_DIGITS <= len(digits) <= _PHONE_MAX_DIGITS and "phone" not in kinds:
+            found.append(("card_number", digits))
+        elif _PHONE_MIN_DIGITS <= len(digits) <= _PHONE_MAX_DIGITS:
             # A bare long number may be an order id; counted as a phone all the same.
-            kinds.append("phone")
-    return kinds
+            found.append(("phone", digits))
+    return found
+
+
+def _kinds(findings: list[tuple[str, str]]) -> list[str]:
+    return list(dict.fromkeys(kind for kind, _ in findings))
+
+
+def personal_data_kinds(text: str) -> list[str]:
+    """The kinds of personal data found in ``text`` (empty when none)."""
+    return _kinds(_findings(text))
+
+
+def personal_data_outside(text: str, sources: list[str]) -> list[str]:
+    """The kinds of personal data in ``text`` that none of ``sources`` (the tenant's own
+    document passages the text was built from) contains."""
+    published = {value for source in sources for _, value in _findings(source)}
+    return _kinds([(kind, value) for kind, value in _findings(text) if value not in published])
 
 
 def contains_personal_data(*texts: str) -> bool:

@@ -19,6 +19,11 @@ class Embedder(Protocol):
 
     def embed(self, texts: list[str]) -> Embeddings: ...
 
+    def sees_whole(self, text: str) -> bool:
+        """Does ``text`` fit the model's input window? Past it, the vector is of a prefix only:
+        two texts that differ after it get the same vector, so no semantic match may rest on it."""
+        ...
+
 
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:
     vectors = np.asarray(vectors, dtype=np.float32)

@@ -91,6 +91,9 @@ class OnnxEmbedder:
     def count_tokens(self, text: str) -> int:
         return len(self._counter.encode(text, add_special_tokens=False).ids)
 
+    def sees_whole(self, text: str) -> bool:
+        return self.count_tokens(text) + 2 <= self.model.max_tokens  # + [CLS] and [SEP]
+
     def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Token ids and attention mask, padded to the longest text."""
         encodings = self._tokenizer.encode_batch(texts) if len(texts) > 1 else [self._tokenizer.encode(texts[0])]

@@ -27,6 +27,9 @@ class MemoEmbedder:
     def dim(self) -> int:
         return self.inner.dim
 
+    def sees_whole(self, text: str) -> bool:
+        return self.inner.sees_whole(text)
+
     def embed(self, texts: list[str]) -> Embeddings:
         with self._lock:
             found = {text: self._memo[text] for text in texts if text in self._memo}

@@ -4,6 +4,9 @@ import openai
 
 from ai.embeddings.base import Embeddings, l2_normalise
 
+# OpenAI's embedding models read 8,191 tokens; a token is at least one character of text.
+WINDOW_TOKENS = 8191
+
 
 class OpenAIEmbedder:
     def __init__(
@@ -23,6 +26,10 @@ class OpenAIEmbedder:
         )
         self.id = f"openai:{model}" + (f":{dimensions}" if dimensions else "")
         self.dim = dimensions or 0  # known after the first call when not configured
+
+    def sees_whole(self, text: str) -> bool:
+        # No tokenizer here: a text of fewer characters than the window has fewer tokens.
+        return len(text) < WINDOW_TOKENS
 
     def embed(self, texts: list[str]) -> Embeddings:
         extra = {"dimensions": self.dimensions} if self.dimensions else {}

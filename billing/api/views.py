@@ -10,8 +10,8 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from billing.budgets import budget_status
 from billing.selectors import GROUPS, month_to_date, usage_series, usage_summary
-from billing.services import budget_status
 from tenants.authentication import request_tenant
 
 MAX_RANGE_DAYS = 366

@@ -71,7 +71,7 @@ def database_unavailable_response() -> JsonResponse:
 
 def exception_handler(exc, context):
     """DRF's handler, with our body shape; unexpected exceptions become a logged 500."""
-    from billing.services import AdmissionRefused
+    from billing.admission import AdmissionRefused
 
     if database_unavailable(exc):
         logger.warning("database unavailable: %s: %s", type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")

@@ -112,6 +112,9 @@ def drainer(spool_dir: Path, *args: str, name: str) -> subprocess.Popen:
         "DATABASE_URL": f"{url}{'&' if '?' in url else '?'}application_name={name}",
         "DATABASE_OWNER_URL": "",
         "BILLING_SPOOL_DIR": str(spool_dir),
+        # The test holds row locks to stop a drainer where it chooses: no timeout may end that wait.
+        "DATABASE_STATEMENT_TIMEOUT_MS": "0",
+        "DATABASE_LOCK_TIMEOUT_MS": "0",
     }
     return subprocess.Popen(
         [sys.executable, "manage.py", "billing_flush_spool", "--json", *args],

@@ -1,16 +1,17 @@
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-import redis
 from django.conf import settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIRequestFactory
 
-from billing.models import SpendCounter, TenantBudget
-from billing.services import AdmissionRefused, admit, settle
+from ai.cache import get_cache
+from billing.admission import AdmissionRefused, admit, release
+from billing.models import SpendCounter, SpendReservation, TenantBudget
+from billing.services import Usage, usage_record
 from saascore.api.errors import exception_handler
 from tenants.scoping import tenant_scope
 from tests.factories import make_tenant
@@ -23,39 +24,73 @@ def _budget(tenant, **fields):
         return TenantBudget.objects.for_tenant(tenant).create(tenant=tenant, **fields)
 
 
+def _spend(tenant, request_id: str, cost: Decimal, when: datetime = NOW) -> None:
+    """A paid ledger row costing ``cost`` (gpt-4o at $5 per million input tokens)."""
+    tokens = int(cost * 1_000_000 / 5)
+    usage_record(tenant=tenant, usage=Usage(request_id=request_id, source="llm", model="gpt-4o", input_tokens=tokens),
+                 when=when)  # fmt: skip
+
+
+def _counter(tenant, period="2026-11") -> SpendCounter:
+    with tenant_scope(tenant):
+        return SpendCounter.objects.for_tenant(tenant).get(period=period)
+
+
+def _reservations(tenant) -> int:
+    with tenant_scope(tenant):
+        return SpendReservation.objects.for_tenant(tenant).count()
+
+
 @pytest.mark.django_db(transaction=True)
 def test_two_hundred_concurrent_requests_cannot_overspend_the_last_dollar():
     tenant = make_tenant()
     max_cost, actual = Decimal("0.06"), Decimal("0.05")
     _budget(tenant, monthly_spend_limit=Decimal("1.00"), max_request_cost=max_cost, requests_per_minute=None)
 
-    def request(_) -> bool:
+    def request(n) -> bool:
         try:
             admission = admit(tenant=tenant, now=NOW)
         except AdmissionRefused as refused:
             assert refused.status == 402
             return False
         else:
-            settle(admission=admission, cost=actual)
+            _spend(tenant, f"r{n}", actual)
+            release(admission)
             return True
         finally:
             connection.close()
 
     with ThreadPoolExecutor(max_workers=40) as pool:
         admitted = sum(pool.map(request, range(200)))
-    with tenant_scope(tenant):
-        counter = SpendCounter.objects.for_tenant(tenant).get(period="2026-11")
-    assert counter.reserved == 0
+    counter = _counter(tenant)
+    assert _reservations(tenant) == 0
     assert counter.committed == actual * admitted
-    assert counter.committed <= Decimal("1.00") + max_cost  # at most one request's maximum over
+    assert counter.committed <= Decimal("1.00")  # each request's cost fits its reservation: no overspend
     assert admitted >= 16  # and the budget was really used, not refused wholesale
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_killed_workers_reservation_expires_instead_of_holding_the_budget(settings):
+    """A worker killed mid-request never releases: its reservation stops counting once it expires."""
+    settings.AI = {"SPEND_RESERVATION_SECONDS": 300}
+    tenant = make_tenant()
+    _budget(tenant, monthly_spend_limit=Decimal("0.10"), max_request_cost=Decimal("0.06"), requests_per_minute=None)
+    admit(tenant=tenant, now=NOW)  # ...and the worker dies: no release
+    with pytest.raises(AdmissionRefused):
+        admit(tenant=tenant, now=NOW + timedelta(seconds=299))
+    later = admit(tenant=tenant, now=NOW + timedelta(seconds=300))
+    assert _reservations(tenant) == 1  # the dead one is gone, the new one holds
+    release(later)
+    assert _reservations(tenant) == 0
 
 
 @pytest.mark.django_db
 def test_the_budget_error_says_which_limit_the_figures_and_when_it_resets():
     tenant = make_tenant()
-    _budget(tenant, monthly_spend_limit=Decimal("0.10"), max_request_cost=Decimal("0.06"))
-    settle(admission=admit(tenant=tenant, now=NOW), cost=Decimal("0.07"))
+    _budget(tenant, monthly_spend_limit=Decimal("0.10"), max_request_cost=Decimal("0.05"))
+    release(admit(tenant=tenant, now=NOW))
+    _spend(tenant, "r1", Decimal("0.04"))
+    admit(tenant=tenant, now=NOW)  # in flight
     with pytest.raises(AdmissionRefused) as refused:
         admit(tenant=tenant, now=NOW)
     error = refused.value
@@ -63,8 +98,8 @@ def test_the_budget_error_says_which_limit_the_figures_and_when_it_resets():
     assert error.details == {
         "limit": "monthly_spend",
         "limit_usd": "0.1000",
-        "spent_usd": "0.070000",
-        "in_flight_usd": "0.000000",
+        "spent_usd": "0.040000",
+        "in_flight_usd": "0.050000",
         "resets_at": "2026-12-01T00:00:00Z",
     }
     response = exception_handler(error, {"request": APIRequestFactory().get("/")})
@@ -75,29 +110,30 @@ def test_the_budget_error_says_which_limit_the_figures_and_when_it_resets():
 def test_the_rate_limit_answers_429_with_retry_after():
     tenant = make_tenant()
     _budget(tenant, requests_per_minute=3)
-    client = redis.Redis.from_url(settings.REDIS_URL)
+    guard = get_cache().guard
     for _ in range(3):
-        admit(tenant=tenant, client=client)
+        admit(tenant=tenant, guard=guard)
     with pytest.raises(AdmissionRefused) as refused:
-        admit(tenant=tenant, client=client)
+        admit(tenant=tenant, guard=guard)
     assert (refused.value.status, refused.value.code) == (429, "rate_limited")
     assert refused.value.details["requests_per_minute"] == 3
     assert 1 <= refused.value.retry_after <= 60
-    admit(tenant=make_tenant(), client=client)  # another tenant's limit is its own
+    admit(tenant=make_tenant(), guard=guard)  # another tenant's limit is its own
+    assert settings.REDIS_URL
 
 
 @pytest.mark.django_db
-def test_without_a_spend_limit_nothing_is_reserved_and_free_answers_touch_no_counter():
+def test_without_a_spend_limit_admission_touches_no_counter_and_paid_rows_count_once():
     tenant = make_tenant()
     with CaptureQueriesContext(connection) as queries:
         admission = admit(tenant=tenant, now=NOW)
-        settle(admission=admission, cost=Decimal(0))  # a cache hit
-    assert admission.reserved == 0
-    assert not [q for q in queries.captured_queries if "billing_spendcounter" in q["sql"]]
-    settle(admission=admit(tenant=tenant, now=NOW), cost=Decimal("0.25"))  # an answer that cost something
-    settle(admission=admit(tenant=tenant, now=NOW), cost=Decimal("0.5"))
-    with tenant_scope(tenant):
-        assert SpendCounter.objects.for_tenant(tenant).get(period="2026-11").committed == Decimal("0.75")
+        release(admission)
+    assert admission.reservation_id is None and admission.max_cost == Decimal("0.06")
+    assert not [q for q in queries.captured_queries if "billing_spend" in q["sql"]]
+    _spend(tenant, "r1", Decimal("0.25"))
+    _spend(tenant, "r2", Decimal("0.5"))
+    _spend(tenant, "r2", Decimal("0.5"))  # a replay of the same request: the ledger and counter take it once
+    assert _counter(tenant).committed == Decimal("0.75")
 
 
 @pytest.mark.django_db
@@ -107,13 +143,14 @@ def test_passing_the_soft_alert_threshold_is_logged_once_and_shown(caplog, api_c
     tenant = make_tenant()
     _budget(tenant, monthly_spend_limit=Decimal("1.00"), soft_alert_ratio=Decimal("0.5"), requests_per_minute=None)
     now = datetime.now(UTC)
-    settle(admission=admit(tenant=tenant, now=now), cost=Decimal("0.30"))
+    _spend(tenant, "r1", Decimal("0.30"), now)
     assert "passed" not in caplog.text
-    settle(admission=admit(tenant=tenant, now=now), cost=Decimal("0.30"))
-    settle(admission=admit(tenant=tenant, now=now), cost=Decimal("0.10"))
+    _spend(tenant, "r2", Decimal("0.30"), now)
+    _spend(tenant, "r3", Decimal("0.10"), now)
     assert caplog.text.count("of its monthly spend limit") == 1
     _, key = make_key(tenant)
     budget = api_client.get("/api/v1/billing/summary", **auth(key)).json()["budget"]
     assert budget == {
-        "monthly_spend_limit_usd": "1.0000", "spent_usd": "0.700000", "soft_alert": True, "requests_per_minute": None,
+        "monthly_spend_limit_usd": "1.0000", "spent_usd": "0.700000", "in_flight_usd": "0.000000",
+        "soft_alert": True, "requests_per_minute": None, "max_request_cost_usd": "0.060000",
     }  # fmt: skip

@@ -87,7 +87,21 @@ def test_unexpected_errors_are_a_json_500_without_internals(path, settings, capl
     assert "secret internals" in caplog.text  # logged for us, not shown to them
 
 
-def test_request_id_is_echoed_when_safe_and_replaced_when_not(client):
-    assert client.get("/health/live", HTTP_X_REQUEST_ID="req-12345678")["X-Request-ID"] == "req-12345678"
-    replaced = client.get("/health/live", HTTP_X_REQUEST_ID="<script>")["X-Request-ID"]
-    assert replaced != "<script>" and len(replaced) == 32
+def test_the_request_id_is_the_servers_and_the_callers_is_only_echoed(client):
+    response = client.get("/health/live", HTTP_X_REQUEST_ID="req-12345678")
+    assert response["X-Client-Request-Id"] == "req-12345678"
+    assert response["X-Request-ID"] != "req-12345678" and len(response["X-Request-ID"]) == 32
+    other = client.get("/health/live", HTTP_X_CLIENT_REQUEST_ID="req-12345678")
+    assert other["X-Client-Request-Id"] == "req-12345678" and other["X-Request-ID"] != response["X-Request-ID"]
+
+
+@pytest.mark.parametrize("value", ["<script>", "x" * 129, "two words", "tab\tin"])
+def test_a_malformed_or_overlong_request_id_is_a_400_on_api_paths(client, value):
+    response = client.get("/health/live", HTTP_X_REQUEST_ID=value)
+    assert response.status_code == 400
+    assert _error(response)["code"] == "invalid_request_id" and _error(response)["details"] == {
+        "header": "X-Request-ID"
+    }
+    assert value not in response.content.decode() and len(response["X-Request-ID"]) == 32
+    page = client.get("/accounts/login/", HTTP_X_REQUEST_ID=value)  # pages ignore it
+    assert page.status_code == 200 and "X-Client-Request-Id" not in page

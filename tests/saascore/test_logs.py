@@ -39,25 +39,26 @@ def test_a_query_logs_json_with_request_and_tenant_and_no_query_text(api_client,
         response = api_client.post(
             "/api/v1/ai/query", {"query": SECRET_QUESTION}, format="json", HTTP_X_REQUEST_ID="req-12345678", **auth(key)
         )
-    assert response.status_code == 200 and response["X-Request-ID"] == "req-12345678"
+    assert response.status_code == 200 and response["X-Client-Request-Id"] == "req-12345678"
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     answered = [line for line in lines if line["logger"] == "saascore.query"]
     assert len(answered) == 1, lines
     line = answered[0]
-    assert line["request_id"] == "req-12345678" and line["tenant_id"] == tenant.pk
+    assert line["request_id"] == response["X-Request-ID"] == response.json()["request_id"]
+    assert line["client_request_id"] == "req-12345678" and line["tenant_id"] == tenant.pk
     assert line["level"] == "INFO" and line["message"].startswith("query answered")
     assert line["source"] == "llm" and line["latency_ms"] > 0
     assert line["timestamp"].endswith("Z") and "T" in line["timestamp"]
     assert "Zanzibar" not in stream.getvalue()
 
 
-def test_the_request_id_is_generated_when_the_callers_is_unsafe(api_client, helpdesk):
+def test_an_unsafe_request_id_never_reaches_a_log_line(api_client, helpdesk):
     _, key = helpdesk()
     with captured(JsonFormatter(), level=logging.INFO) as stream:
-        response = api_client.get("/api/v1/tenant", HTTP_X_REQUEST_ID="bad id\n", **auth(key))
+        response = api_client.get("/api/v1/tenant", HTTP_X_REQUEST_ID="bad id\nforged line", **auth(key))
         logging.getLogger("after").info("outside a request")
-    generated = response["X-Request-ID"]
-    assert generated != "bad id\n" and len(generated) == 32
+    assert response.status_code == 400 and len(response["X-Request-ID"]) == 32
+    assert "forged line" not in stream.getvalue()
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert lines[-1]["request_id"] is None and lines[-1]["tenant_id"] is None  # the context does not leak
 
@@ -70,7 +71,8 @@ def test_unauthenticated_requests_log_without_a_tenant(client):
         )
     assert response.status_code == 401
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
-    assert lines and all(line["request_id"] == "req-abcdefgh" and line["tenant_id"] is None for line in lines)
+    assert lines and all(line["request_id"] == response["X-Request-ID"] for line in lines)
+    assert all(line["client_request_id"] == "req-abcdefgh" and line["tenant_id"] is None for line in lines)
 
 
 def test_exceptions_and_extras_are_fields():
@@ -107,11 +109,12 @@ def test_gunicorn_writes_every_line_as_json():
     output: list[str] = []
     with gunicorn(output, LOG_FORMAT="json") as base:
         status, headers, _ = http("GET", f"{base}/api/v1/tenant", {"X-Request-ID": "req-gunicorn1"})
-    assert status == 401 and headers["X-Request-ID"] == "req-gunicorn1"
+    assert status == 401 and headers["X-Client-Request-Id"] == "req-gunicorn1"
     lines = [json.loads(line) for line in output]  # every line parses
     loggers = {line["logger"] for line in lines}
     assert {"gunicorn.error", "gunicorn.access", "django.request"} <= loggers, loggers
     unauthorized = next(line for line in lines if line["logger"] == "django.request")
-    assert unauthorized["request_id"] == "req-gunicorn1" and unauthorized["level"] == "WARNING"
+    assert unauthorized["request_id"] == headers["X-Request-ID"] and unauthorized["level"] == "WARNING"
+    assert unauthorized["client_request_id"] == "req-gunicorn1"
     access = next(line for line in lines if line["logger"] == "gunicorn.access" and "/api/v1/tenant" in line["message"])
-    assert access["request_id"] == "req-gunicorn1" and access["message"].endswith("req-gunicorn1")
+    assert access["request_id"] == headers["X-Request-ID"] and access["message"].endswith(headers["X-Request-ID"])

@@ -1,0 +1,78 @@
+"""A tenant's limits and where its month stands against them (reads, and the soft alert)."""
+
+import logging
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from django.db.models import Sum
+
+from ai import metrics
+from ai.conf import ai_settings
+from billing.models import SpendCounter, SpendReservation, TenantBudget
+from billing.pricing import ZERO
+from saascore.ttl import TTLCache
+from tenants.scoping import tenant_scope
+
+logger = logging.getLogger("saascore.billing")
+MICRODOLLAR = Decimal("0.000001")
+
+
+def budget_for(tenant: object) -> TenantBudget:
+    """The tenant's limits (read-only; cached per process for ``AI["ROW_CACHE_SECONDS"]``)."""
+    tenant_id = getattr(tenant, "pk", tenant)
+    return _budgets.get(tenant_id, lambda: _load_budget(tenant_id))
+
+
+def _load_budget(tenant_id: int) -> TenantBudget:
+    with tenant_scope(tenant_id):
+        return TenantBudget.objects.for_tenant(tenant_id).first() or TenantBudget(tenant_id=tenant_id)
+
+
+_budgets = TTLCache("tenant-budgets", lambda: ai_settings.ROW_CACHE_SECONDS).forget_on_change(TenantBudget)
+
+
+def budget_alert_check(*, tenant_id: int, before: Decimal, after: Decimal) -> None:
+    """The month's spend moved from ``before`` to ``after``: did it pass the soft alert level?"""
+    budget = budget_for(tenant_id)
+    limit = budget.monthly_spend_limit
+    if not limit:
+        return
+    alert_at = limit * budget.soft_alert_ratio
+    if before < alert_at <= after:
+        metrics.BUDGET_ALERTS.inc()
+        logger.warning(
+            "tenant %s passed %s of its monthly spend limit: $%s of $%s",
+            tenant_id,
+            budget.soft_alert_ratio,
+            after.quantize(MICRODOLLAR),
+            limit,
+        )
+
+
+def in_flight(*, tenant_id: int, now: datetime) -> Decimal:
+    """What admitted requests that have not finished may still spend (live reservations)."""
+    found = (
+        SpendReservation.objects.for_tenant(tenant_id)
+        .filter(expires_at__gt=now)
+        .aggregate(total=Sum("amount"))["total"]
+    )
+    return found or ZERO
+
+
+def budget_status(*, tenant, now: datetime | None = None) -> dict:
+    """This month's spend against the tenant's limit, for the API and the dashboard."""
+    now = now or datetime.now(UTC)
+    budget = budget_for(tenant)
+    with tenant_scope(tenant):
+        counter = SpendCounter.objects.for_tenant(tenant).filter(period=now.strftime("%Y-%m")).first()
+        reserved = in_flight(tenant_id=tenant.pk, now=now)
+    spent = counter.committed if counter else ZERO
+    limit = budget.monthly_spend_limit
+    return {
+        "monthly_spend_limit_usd": None if limit is None else str(limit),
+        "spent_usd": str(spent.quantize(MICRODOLLAR)),
+        "in_flight_usd": str(reserved.quantize(MICRODOLLAR)),
+        "soft_alert": bool(limit and spent >= limit * budget.soft_alert_ratio),
+        "requests_per_minute": budget.requests_per_minute,
+        "max_request_cost_usd": str(budget.max_request_cost),
+    }
