@@ -1,11 +1,8 @@
 """The tenant's documents: create, list, read, update, delete, and bulk upload as JSON lines."""
 
-import json
-
 from django.db import IntegrityError
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
-from rest_framework.parsers import BaseParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -13,15 +10,19 @@ from ai.rag.ingest import document_create, document_delete, document_update, doc
 from ai.rag.models import Document
 from ai.rag.selectors import document_get, document_list
 from saascore.api.errors import error_response
+from saascore.api.fields import StrictCharField
+from saascore.api.parsers import JsonLinesParser
 from tenants.authentication import request_tenant
 
 MAX_BULK_DOCUMENTS = 1000
+# PostgreSQL's OFFSET is a bigint: a larger one is an error there, so it is a 400 here.
+MAX_OFFSET = 2**63 - 1
 
 
 class DocumentInputSerializer(serializers.Serializer):
-    title = serializers.CharField(max_length=300)
-    content = serializers.CharField(max_length=200_000)
-    source = serializers.CharField(max_length=1000, required=False, allow_blank=True, default="")
+    title = StrictCharField(max_length=300)
+    content = StrictCharField(max_length=200_000)
+    source = StrictCharField(max_length=1000, required=False, allow_blank=True, default="")
 
 
 class DocumentOutputSerializer(serializers.Serializer):
@@ -69,7 +70,7 @@ class DocumentListApi(APIView):
 
 class _Page(serializers.Serializer):
     limit = serializers.IntegerField(min_value=1, max_value=500, default=100)
-    offset = serializers.IntegerField(min_value=0, default=0)
+    offset = serializers.IntegerField(min_value=0, max_value=MAX_OFFSET, default=0)
 
 
 class DocumentDetailApi(APIView):
@@ -92,23 +93,6 @@ class DocumentDetailApi(APIView):
     def delete(self, request, document_id: int):
         document_delete(tenant=request_tenant(request), document_id=document_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
-
-
-class JsonLinesParser(BaseParser):
-    media_type = "application/x-ndjson"
-
-    def parse(self, stream, media_type=None, parser_context=None):
-        from rest_framework.exceptions import ParseError
-
-        rows = []
-        for number, line in enumerate(stream.read().decode("utf-8", errors="strict").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except ValueError as exc:
-                raise ParseError(f"line {number}: {exc}") from exc
-        return rows
 
 
 class DocumentBulkApi(APIView):
