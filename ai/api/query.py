@@ -14,6 +14,7 @@ from ai.cache import get_cache
 from ai.llm.generate import UpstreamFailed
 from ai.pipeline import answer_query
 from saascore.api.errors import error_response
+from saascore.api.schema import error_doc
 from tenants.authentication import request_tenant
 
 IDEMPOTENCY_TTL = 24 * 3600
@@ -52,6 +53,22 @@ class QueryOutputSerializer(serializers.Serializer):
     request_id = serializers.CharField()
 
 
+_QUERY_RESPONSE_HEADERS = [
+    OpenApiParameter(
+        "X-Cache", str, OpenApiParameter.HEADER, response=[200], required=True,
+        enum=["HIT-EXACT", "HIT-SEMANTIC", "MISS", "BYPASS"], description="Where the answer came from.",
+    ),
+    OpenApiParameter(
+        "X-Router-Confidence", str, OpenApiParameter.HEADER, response=[200],
+        description="The router's confidence in [0, 1], when the query was routed.",
+    ),
+    OpenApiParameter(
+        "Idempotent-Replay", str, OpenApiParameter.HEADER, response=[200], enum=["true"],
+        description="Present when the answer is the stored one of an earlier request with this Idempotency-Key.",
+    ),
+]  # fmt: skip
+
+
 def _idempotency_key(tenant, key: str) -> str:
     return f"{tenant.redis_tag}:idem:{hashlib.sha256(key.encode()).hexdigest()[:32]}"
 
@@ -59,8 +76,17 @@ def _idempotency_key(tenant, key: str) -> str:
 class QueryApi(APIView):
     @extend_schema(
         request=QueryInputSerializer,
-        responses={200: QueryOutputSerializer},
-        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False)],
+        responses={
+            200: QueryOutputSerializer,
+            402: error_doc("The monthly spend limit is reached (`details` has the figures); see `Retry-After`."),
+            422: error_doc("This `Idempotency-Key` was used with another request body."),
+            429: error_doc("The per-minute request limit is reached; see `Retry-After`."),
+            502: error_doc("Every model of the route failed; `details.attempts` gives each one's reason."),
+        },
+        parameters=[
+            OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False),
+            *_QUERY_RESPONSE_HEADERS,
+        ],
         summary="Answer a question (cache, routing, RAG)",
     )
     def post(self, request):

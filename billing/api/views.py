@@ -5,6 +5,7 @@ import io
 from datetime import date
 
 from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import renderers, serializers
 from rest_framework.response import Response
@@ -71,8 +72,10 @@ class SeriesRowSerializer(TotalsSerializer):
 
 
 _RANGE_PARAMETERS = [
-    OpenApiParameter("from", str, description="first day, YYYY-MM-DD (default: the 1st of this month, UTC)"),
-    OpenApiParameter("to", str, description="last day, inclusive (default: today, UTC)"),
+    OpenApiParameter(
+        "from", OpenApiTypes.DATE, description="first day, YYYY-MM-DD (default: the 1st of this month, UTC)"
+    ),
+    OpenApiParameter("to", OpenApiTypes.DATE, description="last day, inclusive (default: today, UTC)"),
 ]
 
 

@@ -57,7 +57,7 @@ class ApiKeyDetailApi(APIView):
         api_key = api_key_rename(tenant=request_tenant(request), key_id=key_id, **serializer.validated_data)
         return Response(ApiKeyOutputSerializer(api_key).data)
 
-    @extend_schema(responses=ApiKeyOutputSerializer, summary="Revoke an API key at once (irreversible)")
+    @extend_schema(responses={200: ApiKeyOutputSerializer}, summary="Revoke an API key at once (irreversible)")
     def delete(self, request, key_id: int):
         api_key = api_key_revoke(tenant=request_tenant(request), key_id=key_id)
         return Response(ApiKeyOutputSerializer(api_key).data, status=status.HTTP_200_OK)
