@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, settings
 
 from tests.saascore.api_schema import OPERATIONS, auth, schema, send, valid_body
 
-MAX_EXAMPLES = 25
+MAX_EXAMPLES = 50
 
 
 @schema.parametrize()
