@@ -40,8 +40,14 @@ _prices = TTLCache("model-prices", lambda: ai_settings.ROW_CACHE_SECONDS).forget
 
 
 def day_range(start: date, end: date) -> tuple[datetime, datetime]:
-    """[start 00:00 UTC, end+1 00:00 UTC): ``end`` is inclusive."""
-    return datetime.combine(start, time.min, UTC), datetime.combine(end + timedelta(days=1), time.min, UTC)
+    """[start 00:00 UTC, end+1 00:00 UTC): ``end`` is inclusive. A client may name the last day
+    Python knows (9999-12-31), which has no next day: its range then ends at ``datetime.max``."""
+    high = (
+        datetime.max.replace(tzinfo=UTC)
+        if end == date.max
+        else datetime.combine(end + timedelta(days=1), time.min, UTC)
+    )
+    return datetime.combine(start, time.min, UTC), high
 
 
 def month_to_date(now: datetime | None = None) -> tuple[date, date]:

@@ -1,5 +1,6 @@
 """Writes for tenants, members and API keys. Every tenant-owned write names its tenant."""
 
+import re
 from datetime import datetime, timedelta
 
 from django.utils import timezone
@@ -60,12 +61,17 @@ def api_key_rename(*, tenant: Tenant, key_id: int, name: str) -> ApiKey:
     return api_key
 
 
+# What ``new_key`` makes: the scheme, a tenant id that fits a bigint, a URL-safe secret. Anything
+# else (a superscript digit that ``str.isdigit`` accepts and ``int`` refuses, a NUL byte that
+# PostgreSQL refuses) never reaches the database.
+_KEY_FORMAT = re.compile(rf"{KEY_SCHEME}_([0-9]{{1,18}})_([A-Za-z0-9_-]+)", re.ASCII)
+
+
 def _parse_key(key: str) -> tuple[int, str] | None:
-    scheme, _, rest = key.partition("_")
-    tenant_part, _, secret = rest.partition("_")
-    if scheme != KEY_SCHEME or not tenant_part.isdigit() or len(tenant_part) > 18 or not secret:
+    match = _KEY_FORMAT.fullmatch(key)
+    if match is None:
         return None
-    return int(tenant_part), secret
+    return int(match.group(1)), match.group(2)
 
 
 def api_key_verify(*, key: str) -> ApiKey | None:

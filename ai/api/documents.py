@@ -1,11 +1,8 @@
 """The tenant's documents: create, list, read, update, delete, and bulk upload as JSON lines."""
 
-import json
-
 from django.db import IntegrityError
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
-from rest_framework.parsers import BaseParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -13,15 +10,20 @@ from ai.rag.ingest import document_create, document_delete, document_update, doc
 from ai.rag.models import Document
 from ai.rag.selectors import document_get, document_list
 from saascore.api.errors import error_response
+from saascore.api.fields import StrictCharField
+from saascore.api.parsers import JsonLinesParser
+from saascore.api.schema import error_doc
 from tenants.authentication import request_tenant
 
 MAX_BULK_DOCUMENTS = 1000
+# PostgreSQL's OFFSET is a bigint: a larger one is an error there, so it is a 400 here.
+MAX_OFFSET = 2**63 - 1
 
 
 class DocumentInputSerializer(serializers.Serializer):
-    title = serializers.CharField(max_length=300)
-    content = serializers.CharField(max_length=200_000)
-    source = serializers.CharField(max_length=1000, required=False, allow_blank=True, default="")
+    title = StrictCharField(max_length=300)
+    content = StrictCharField(max_length=200_000)
+    source = StrictCharField(max_length=1000, required=False, allow_blank=True, default="")
 
 
 class DocumentOutputSerializer(serializers.Serializer):
@@ -43,19 +45,33 @@ def _conflict(title: str) -> Response:
     return error_response(409, "conflict", f"A document titled {title!r} already exists.", {"title": title})
 
 
+_CONFLICT_DOC = error_doc("Another document of the tenant has this title (`details.title`).")
+
+
+class _Page(serializers.Serializer):
+    limit = serializers.IntegerField(min_value=1, max_value=500, default=100)
+    offset = serializers.IntegerField(min_value=0, max_value=MAX_OFFSET, default=0)
+
+
 class DocumentListApi(APIView):
     @extend_schema(
         responses=DocumentOutputSerializer(many=True),
-        parameters=[OpenApiParameter("limit", int), OpenApiParameter("offset", int)],
+        parameters=[
+            _Page,
+            OpenApiParameter(
+                "X-Total-Count", int, OpenApiParameter.HEADER, response=[200], required=True,
+                description="How many documents the tenant has.",
+            ),
+        ],
         summary="The tenant's documents, newest first (X-Total-Count has the total)",
-    )
+    )  # fmt: skip
     def get(self, request):
         page = _Page(data=request.query_params)
         page.is_valid(raise_exception=True)
         total, documents = document_list(tenant=request_tenant(request), **page.validated_data)
         return Response(DocumentOutputSerializer(documents, many=True).data, headers={"X-Total-Count": str(total)})
 
-    @extend_schema(request=DocumentInputSerializer, responses={201: DocumentDetailOutputSerializer})
+    @extend_schema(request=DocumentInputSerializer, responses={201: DocumentDetailOutputSerializer, 409: _CONFLICT_DOC})
     def post(self, request):
         serializer = DocumentInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -67,18 +83,16 @@ class DocumentListApi(APIView):
         return Response(DocumentDetailOutputSerializer(document).data, status=status.HTTP_201_CREATED)
 
 
-class _Page(serializers.Serializer):
-    limit = serializers.IntegerField(min_value=1, max_value=500, default=100)
-    offset = serializers.IntegerField(min_value=0, default=0)
-
-
 class DocumentDetailApi(APIView):
     @extend_schema(responses=DocumentDetailOutputSerializer)
     def get(self, request, document_id: int):
         document = document_get(tenant=request_tenant(request), document_id=document_id)
         return Response(DocumentDetailOutputSerializer(document).data)
 
-    @extend_schema(request=DocumentInputSerializer(partial=True), responses=DocumentDetailOutputSerializer)
+    @extend_schema(
+        request=DocumentInputSerializer(partial=True),
+        responses={200: DocumentDetailOutputSerializer, 409: _CONFLICT_DOC},
+    )
     def patch(self, request, document_id: int):
         serializer = DocumentInputSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
@@ -89,34 +103,24 @@ class DocumentDetailApi(APIView):
             return _conflict(serializer.validated_data.get("title", ""))
         return Response(DocumentDetailOutputSerializer(document_get(tenant=tenant, document_id=document_id)).data)
 
+    @extend_schema(responses={204: None})
     def delete(self, request, document_id: int):
         document_delete(tenant=request_tenant(request), document_id=document_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
-class JsonLinesParser(BaseParser):
-    media_type = "application/x-ndjson"
-
-    def parse(self, stream, media_type=None, parser_context=None):
-        from rest_framework.exceptions import ParseError
-
-        rows = []
-        for number, line in enumerate(stream.read().decode("utf-8", errors="strict").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except ValueError as exc:
-                raise ParseError(f"line {number}: {exc}") from exc
-        return rows
+class DocumentBulkOutputSerializer(serializers.Serializer):
+    created = serializers.IntegerField(help_text="Documents whose title was new.")
+    updated = serializers.IntegerField(help_text="Documents whose title existed: their content and source replaced.")
 
 
 class DocumentBulkApi(APIView):
     parser_classes = [JsonLinesParser]
 
     @extend_schema(
-        request={"application/x-ndjson": {"type": "string"}},
-        responses={200: dict},
+        # Each item of the array is one line of the body: `{"title": ..., "content": ..., "source": ...}`.
+        request={"application/x-ndjson": DocumentInputSerializer(many=True)},
+        responses={200: DocumentBulkOutputSerializer},
         summary="Create or update documents by title from JSON lines {title, content, source}",
     )
     def post(self, request):

@@ -21,6 +21,7 @@ from ai.llm.generate import UpstreamFailed
 from ai.pipeline import answer_query
 from ai.tenant_settings import TenantAISettings, settings_for
 from saascore.api.errors import error_response
+from saascore.api.schema import error_doc
 from tenants.authentication import request_tenant
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:@+-]+$")
@@ -58,14 +59,39 @@ class QueryOutputSerializer(serializers.Serializer):
     request_id = serializers.CharField()
 
 
+_QUERY_RESPONSE_HEADERS = [
+    OpenApiParameter(
+        "X-Cache", str, OpenApiParameter.HEADER, response=[200], required=True,
+        enum=["HIT-EXACT", "HIT-SEMANTIC", "MISS", "BYPASS"], description="Where the answer came from.",
+    ),
+    OpenApiParameter(
+        "X-Router-Confidence", str, OpenApiParameter.HEADER, response=[200],
+        description="The router's confidence in [0, 1], when the query was routed.",
+    ),
+    OpenApiParameter(
+        "Idempotent-Replay", str, OpenApiParameter.HEADER, response=[200], enum=["true"],
+        description="Present when the answer is the stored one of an earlier request with this Idempotency-Key.",
+    ),
+]  # fmt: skip
+
 IDEMPOTENCY_PENDING_SECONDS = 300  # a claim whose request died frees the key after this
 
 
 class QueryApi(APIView):
     @extend_schema(
         request=QueryInputSerializer,
-        responses={200: QueryOutputSerializer},
-        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False)],
+        responses={
+            200: QueryOutputSerializer,
+            402: error_doc("The monthly spend limit is reached (`details` has the figures); see `Retry-After`."),
+            409: error_doc("The first request with this `Idempotency-Key` has not answered yet; see `Retry-After`."),
+            422: error_doc("This `Idempotency-Key` was used with another request body."),
+            429: error_doc("The per-minute request limit is reached; see `Retry-After`."),
+            502: error_doc("Every model of the route failed; `details.attempts` gives each one's reason."),
+        },
+        parameters=[
+            OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False),
+            *_QUERY_RESPONSE_HEADERS,
+        ],
         summary="Answer a question (cache, routing, RAG)",
     )
     def post(self, request):

@@ -5,8 +5,9 @@ import io
 from datetime import date
 
 from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import serializers
+from rest_framework import renderers, serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -71,8 +72,10 @@ class SeriesRowSerializer(TotalsSerializer):
 
 
 _RANGE_PARAMETERS = [
-    OpenApiParameter("from", str, description="first day, YYYY-MM-DD (default: the 1st of this month, UTC)"),
-    OpenApiParameter("to", str, description="last day, inclusive (default: today, UTC)"),
+    OpenApiParameter(
+        "from", OpenApiTypes.DATE, description="first day, YYYY-MM-DD (default: the 1st of this month, UTC)"
+    ),
+    OpenApiParameter("to", OpenApiTypes.DATE, description="last day, inclusive (default: today, UTC)"),
 ]
 
 
@@ -113,7 +116,23 @@ def usage_csv(series: list[dict], group_by: str) -> str:
     return out.getvalue()
 
 
+class CsvRenderer(renderers.BaseRenderer):
+    """``text/csv``: with JSON as its only renderer, the CSV endpoint answered ``Accept: text/csv``
+    with 406. The view builds the CSV itself; errors stay JSON (``saascore/api/errors.py``)."""
+
+    media_type = "text/csv"
+    format = "csv"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None) -> bytes:
+        return str(data).encode(self.charset)
+
+
 class BillingUsageCsvApi(APIView):
+    renderer_classes = [CsvRenderer]
+    # DRF's OPTIONS answer describes the view in its first renderer's format, which CSV is not.
+    metadata_class = None
+
     @extend_schema(
         responses={(200, "text/csv"): str},
         parameters=[*_RANGE_PARAMETERS, OpenApiParameter("group_by", str, enum=list(GROUPS))],

@@ -200,8 +200,11 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["tenants.authentication.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # DRF's JSON parser, hardened: nesting, encoding and number errors are 400s (saascore/api/parsers.py).
+    "DEFAULT_PARSER_CLASSES": ["saascore.api.parsers.JSONParser"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "saascore.api.negotiation.ContentNegotiation",
+    # drf-spectacular's, plus every operation's error responses and headers (saascore/api/schema.py).
+    "DEFAULT_SCHEMA_CLASS": "saascore.api.schema.AutoSchema",
     "EXCEPTION_HANDLER": "saascore.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
@@ -215,12 +218,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
-    "APPEND_COMPONENTS": {
-        "securitySchemes": {
-            "ApiKey": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer <api key>"},
-        }
-    },
-    "SECURITY": [{"ApiKey": []}],
+    # Security schemes come from the API key authentication's extension (saascore/api/schema.py).
 }
 
 # --- Tenancy --------------------------------------------------------------------

@@ -6,6 +6,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from saascore.api.fields import StrictCharField
 from tenants.authentication import request_tenant
 from tenants.selectors import api_key_get, api_key_list
 from tenants.services import api_key_rename, api_key_revoke
@@ -43,7 +44,7 @@ class ApiKeyListApi(APIView):
 
 class ApiKeyDetailApi(APIView):
     class InputSerializer(serializers.Serializer):
-        name = serializers.CharField(max_length=100)
+        name = StrictCharField(max_length=100)
 
     @extend_schema(responses=ApiKeyOutputSerializer, summary="One API key of the tenant")
     def get(self, request, key_id: int):
@@ -56,7 +57,7 @@ class ApiKeyDetailApi(APIView):
         api_key = api_key_rename(tenant=request_tenant(request), key_id=key_id, **serializer.validated_data)
         return Response(ApiKeyOutputSerializer(api_key).data)
 
-    @extend_schema(responses=ApiKeyOutputSerializer, summary="Revoke an API key at once (irreversible)")
+    @extend_schema(responses={200: ApiKeyOutputSerializer}, summary="Revoke an API key at once (irreversible)")
     def delete(self, request, key_id: int):
         api_key = api_key_revoke(tenant=request_tenant(request), key_id=key_id)
         return Response(ApiKeyOutputSerializer(api_key).data, status=status.HTTP_200_OK)

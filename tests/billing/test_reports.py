@@ -63,6 +63,25 @@ def test_bad_ranges_are_a_400(api_client, params):
     assert response.status_code == 400 and response.json()["error"]["code"] == "invalid"
 
 
+@pytest.mark.parametrize("path", ["/api/v1/billing/summary", "/api/v1/billing/usage", "/api/v1/billing/usage.csv"])
+def test_a_range_may_end_on_the_last_day_python_knows(api_client, ledger, path):
+    """9999-12-31 has no next day: the range's exclusive end overflowed into a 500."""
+    tenant = ledger()
+    _, key = make_key(tenant)
+    response = api_client.get(path, {"from": "9999-12-30", "to": "9999-12-31"}, **auth(key))
+    assert response.status_code == 200, response.content
+    if path.endswith("summary"):
+        assert response.json()["requests"] == 0
+
+
+def test_the_csv_endpoint_answers_clients_that_ask_for_csv(api_client, ledger):
+    _, key = make_key(ledger())
+    response = api_client.get("/api/v1/billing/usage.csv", RANGE, HTTP_ACCEPT="text/csv", **auth(key))
+    assert response.status_code == 200 and response["Content-Type"] == "text/csv"
+    refused = api_client.get("/api/v1/billing/usage.csv", RANGE, HTTP_ACCEPT="text/html", **auth(key))
+    assert refused.status_code == 406 and refused.json()["error"]["code"] == "not_acceptable"
+
+
 def test_billing_report_matches_the_ledger(ledger):
     tenant = ledger()
     out = io.StringIO()
@@ -112,6 +131,11 @@ class TestDashboard:
     def test_anonymous_users_are_sent_to_log_in(self, client):
         response = client.get("/billing/")
         assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
+
+    def test_a_range_ending_on_the_last_day_python_knows(self, client, ledger):
+        self._member(client, ledger())
+        assert client.get("/billing/", {"start": "9999-12-30", "end": "9999-12-31"}).status_code == 200
+        assert client.get("/billing/usage.csv", {"start": "9999-12-30", "end": "9999-12-31"}).status_code == 200
 
     def test_csv_download(self, client, ledger):
         tenant = ledger()

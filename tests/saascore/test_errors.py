@@ -2,7 +2,9 @@
 
 import pytest
 from django.test import Client
+from rest_framework.exceptions import ParseError
 
+from saascore.api.parsers import MAX_JSON_DEPTH, json_depth, loads_bounded
 from tests.factories import auth, make_key, make_tenant
 
 pytestmark = pytest.mark.django_db
@@ -105,3 +107,22 @@ def test_a_malformed_or_overlong_request_id_is_a_400_on_api_paths(client, value)
     assert value not in response.content.decode() and len(response["X-Request-ID"]) == 32
     page = client.get("/accounts/login/", HTTP_X_REQUEST_ID=value)  # pages ignore it
     assert page.status_code == 200 and "X-Client-Request-Id" not in page
+
+
+def test_an_unknown_format_is_a_json_406_not_a_404(api_client, key_url):
+    key, url = key_url
+    response = api_client.get(url, {"format": "xml"}, **auth(key))
+    assert response.status_code == 406
+    assert _error(response)["code"] == "not_acceptable"
+    assert api_client.get(url, {"format": "json"}, **auth(key)).status_code == 200
+
+
+def test_json_is_read_to_the_depth_limit_and_refused_past_it():
+    """The limit is counted, not left to the recursion limit (which would move with the stack)."""
+    at_limit = "[" * MAX_JSON_DEPTH + "]" * MAX_JSON_DEPTH
+    assert json_depth(loads_bounded(at_limit)) == MAX_JSON_DEPTH
+    with pytest.raises(ParseError, match="nested deeper than"):
+        loads_bounded("[" + at_limit + "]")
+    with pytest.raises(ParseError, match="line 2: JSON nested deeper than"):
+        loads_bounded('{"a": ' * 100_000, where="line 2: ")
+    assert json_depth({"a": [1, {"b": {}}], "c": "x"}) == 4 and json_depth([]) == 1 and json_depth("x") == 0

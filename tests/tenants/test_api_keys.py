@@ -32,6 +32,10 @@ def test_bearer_and_x_api_key_both_authenticate(api_client):
         {"HTTP_AUTHORIZATION": "Bearer garbage"},
         {"HTTP_X_API_KEY": "sc_99999999_" + "x" * 43},
         {"HTTP_AUTHORIZATION": "Bearer " + "sc_1_" + "y" * 500},
+        # str.isdigit() accepts a superscript two, int() does not: this was a 500
+        {"HTTP_AUTHORIZATION": "Bearer sc_\u00b2_abcdefgh"},
+        # PostgreSQL refuses a NUL in a string: this was a 500
+        {"HTTP_X_API_KEY": "sc_1_abc\x00defgh"},
     ],
 )
 def test_missing_or_wrong_keys_get_401_json(api_client, headers):
