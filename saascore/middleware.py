@@ -60,17 +60,18 @@ class RequestIdMiddleware:
             value = request.META.get(meta)
             if value is None:
                 continue
-            if _CLIENT_REQUEST_ID.match(value):
-                request.client_request_id = value
-                client_request_id_var.set(value)
-                return None
-            if is_api_path(request.path):
+            if not _CLIENT_REQUEST_ID.match(value):
+                if not is_api_path(request.path):
+                    continue  # pages ignore it
                 return error_response(
                     400,
                     "invalid_request_id",
                     f"{header} must be 1 to 128 characters: letters, digits and . _ : @ + / = - only.",
                     {"header": header},
                 )
+            if request.client_request_id is None:
+                request.client_request_id = value
+                client_request_id_var.set(value)
         return None
 
 

@@ -52,15 +52,15 @@ def error_doc(description: str) -> OpenApiResponse:
 
 RETRY_AFTER_CODES = (402, 429, 503)
 
+_CLIENT_ID = {"type": "string", "pattern": r"^[A-Za-z0-9._:@+/=-]{1,128}$"}
+_CLIENT_ID_HELP = (
+    "Your own id for this request, for correlation only (1 to 128 of letters, digits and `. _ : @ + / = -`; "
+    "anything else is a 400): written in our logs and echoed as `X-Client-Request-Id`."
+)
 _HEADERS = [
+    OpenApiParameter("X-Client-Request-Id", _CLIENT_ID, OpenApiParameter.HEADER, description=_CLIENT_ID_HELP),
     OpenApiParameter(
-        "X-Request-ID",
-        str,
-        OpenApiParameter.HEADER,
-        description=(
-            "Your correlation id for this request (letters, digits and `. _ : -`, at most 128 characters): "
-            "echoed in the response's `X-Request-ID` and written in our logs."
-        ),
+        "X-Request-ID", _CLIENT_ID, OpenApiParameter.HEADER, description="The same as `X-Client-Request-Id`."
     ),
     OpenApiParameter(
         "X-Request-ID",
@@ -68,7 +68,14 @@ _HEADERS = [
         OpenApiParameter.HEADER,
         response=True,
         required=True,
-        description="The request's id (yours, when it was safe to use): quote it when you report a problem.",
+        description="Our id of this request (the ledger's and our logs' key): quote it when you report a problem.",
+    ),
+    OpenApiParameter(
+        "X-Client-Request-Id",
+        str,
+        OpenApiParameter.HEADER,
+        response=True,
+        description="Your correlation id, when you sent one.",
     ),
     OpenApiParameter(
         "Retry-After",
