@@ -8,14 +8,16 @@ fails open and the gateway still answers without it. Each probe is bounded
 carry host names and addresses, which a public endpoint must not show.
 """
 
+from functools import wraps
+
 import redis
 from django.db import connection
 from django.db.utils import DatabaseError
 from django.http import HttpRequest, JsonResponse
-from django.views.decorators.http import require_GET
 
 from ai.cache.capabilities import server_capabilities
 from ai.cache.connection import redis_client
+from saascore.api.errors import error_response
 from saascore.db.base import client_timeout
 from saascore.ops import ops_allowed
 
@@ -56,12 +58,26 @@ def _redis() -> dict:
     }
 
 
-@require_GET
+def get_only(view):
+    """GET (and HEAD) only; anything else is a 405 in the API's JSON error shape."""
+
+    @wraps(view)
+    def checked(request: HttpRequest) -> JsonResponse:
+        if request.method not in ("GET", "HEAD"):
+            return error_response(
+                405, "method_not_allowed", f"{request.method} is not allowed here.", headers={"Allow": "GET, HEAD"}
+            )
+        return view(request)
+
+    return checked
+
+
+@get_only
 def live(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
-@require_GET
+@get_only
 def ready(request: HttpRequest) -> JsonResponse:
     postgres, redis_ = _postgres(), _redis()
     if not postgres["ok"]:

@@ -52,3 +52,10 @@ def test_unreachable_redis_is_degraded_not_down(client, settings, tmp_path):
     body = client.get("/health/ready").json()
     assert body["status"] == "degraded"
     assert body["redis"]["ok"] is False and "Error" in body["redis"]["error"]
+
+
+def test_health_refuses_other_methods_in_the_api_error_shape(client):
+    for path in ("/health/live", "/health/ready"):
+        response = client.post(path)
+        assert response.status_code == 405 and response["Allow"] == "GET, HEAD"
+        assert response.json()["error"]["code"] == "method_not_allowed"

@@ -1,0 +1,231 @@
+"""The query endpoint against a clumsy client and an attacker (issue 12): whose ids key the
+ledger, what an Idempotency-Key may replay, long pastes, per-user caches without a user,
+contact details from the tenant's own documents, and what a request may spend."""
+
+import threading
+from decimal import Decimal
+
+import pytest
+
+from ai.api.idempotency import idempotency_begin
+from ai.cache import get_cache
+from ai.tenant_settings import TenantAISettings
+from billing.models import TenantBudget, UsageRecord
+from tenants.models import ApiKey
+from tenants.scoping import tenant_scope
+from tests.factories import auth, make_key
+from tests.openai_server import OpenAIServer
+
+PASSWORD = "How do I reset my password?"
+
+
+def ask(client, key, query, headers=None, **fields):
+    return client.post("/api/v1/ai/query", {"query": query, **fields}, format="json", **auth(key), **(headers or {}))
+
+
+def rows(tenant) -> list[tuple[str, str]]:
+    with tenant_scope(tenant):
+        return list(UsageRecord.objects.for_tenant(tenant).order_by("id").values_list("request_id", "source"))
+
+
+@pytest.fixture
+def upstream(settings, monkeypatch):
+    """The remote LLM: a local OpenAI-compatible server behind every paid model."""
+    with OpenAIServer() as server:
+        settings.AI = {"PROVIDERS": {
+            "openai": {"base_url": server.base_url, "api_key_env": "TEST_OPENAI_KEY"},
+            "anthropic": {"base_url": server.base_url, "api_key_env": "TEST_OPENAI_KEY"},
+        }, "LLM_MAX_RETRIES": 0}  # fmt: skip
+        monkeypatch.setenv("TEST_OPENAI_KEY", "sk-test")
+        yield server
+
+
+# -- item 1: whose id keys the ledger --------------------------------------------------------
+
+
+def test_a_callers_request_id_never_makes_a_second_request_free(api_client, helpdesk):
+    tenant, key = helpdesk()
+    same = {"HTTP_X_REQUEST_ID": "my-retry-id-1"}
+    first = ask(api_client, key, PASSWORD, same)
+    second = ask(api_client, key, "What are your support hours?", same)
+    assert first.json()["source"] == second.json()["source"] == "llm"
+    assert first["X-Client-Request-Id"] == second["X-Client-Request-Id"] == "my-retry-id-1"
+    assert first.json()["request_id"] != second.json()["request_id"]
+    assert rows(tenant) == [(first.json()["request_id"], "llm"), (second.json()["request_id"], "llm")]
+
+
+def test_a_long_request_id_is_a_correlation_id_and_the_answer_is_billed(api_client, helpdesk):
+    tenant, key = helpdesk()
+    response = ask(api_client, key, PASSWORD, {"HTTP_X_REQUEST_ID": "r" * 100})
+    assert response.status_code == 200 and response["X-Client-Request-Id"] == "r" * 100
+    assert rows(tenant) == [(response.json()["request_id"], "llm")]
+    refused = ask(api_client, key, "What are your support hours?", {"HTTP_X_REQUEST_ID": "r" * 129})
+    assert refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_request_id"
+    assert len(rows(tenant)) == 1  # refused before anything ran
+
+
+def test_an_idempotency_key_is_scoped_to_the_api_key_and_bound_to_its_body(api_client, helpdesk):
+    tenant, key = helpdesk()
+    _, other_key = make_key(tenant, name="second app")
+    header = {"HTTP_IDEMPOTENCY_KEY": "order-42"}
+    first = ask(api_client, key, PASSWORD, header)
+    replay = ask(api_client, key, PASSWORD, header)
+    assert replay["Idempotent-Replay"] == "true" and replay.json() == first.json()
+
+    reused = ask(api_client, key, "What are your support hours?", header)
+    assert reused.status_code == 422 and reused.json()["error"]["code"] == "idempotency_key_reused"
+    user_scoped = ask(api_client, key, PASSWORD, header, user_id="alice")  # another user: another request
+    assert user_scoped.status_code == 200 and "Idempotent-Replay" not in user_scoped
+
+    other_app = ask(api_client, other_key, PASSWORD, header)  # another API key's same header: its own request
+    assert other_app.status_code == 200 and "Idempotent-Replay" not in other_app
+    assert other_app.json()["request_id"] != first.json()["request_id"]
+    sources = [source for _, source in rows(tenant)]
+    assert len(sources) == 3 and sources[0] == "llm"  # the first, the user's and the other app's: billed once each
+
+
+def test_a_retry_while_the_first_request_runs_is_told_to_wait(api_client, helpdesk):
+    tenant, key = helpdesk()
+    with tenant_scope(tenant):
+        api_key = ApiKey.objects.for_tenant(tenant).get()
+    # The first request with this key is running (it claimed the key and has not answered).
+    idempotency_begin(
+        get_cache().guard, tenant_tag=tenant.redis_tag, api_key_id=api_key.pk, user_id=None, key="k-1",
+        request={"query": PASSWORD, "cache": "auto"}, ttl=60,
+    )  # fmt: skip
+    retry = ask(api_client, key, PASSWORD, {"HTTP_IDEMPOTENCY_KEY": "k-1"})
+    assert retry.status_code == 409 and retry.json()["error"]["code"] == "idempotency_in_flight"
+    assert int(retry["Retry-After"]) >= 1 and rows(tenant) == []
+
+
+def test_a_failed_idempotent_request_can_be_retried_and_is_billed_when_it_answers(
+    api_client, helpdesk, upstream
+):
+    tenant, key = helpdesk()
+    with tenant_scope(tenant):
+        TenantAISettings.objects.for_tenant(tenant).create(tenant=tenant, local_fallback=False)
+    upstream.default.status = 503
+    header = {"HTTP_IDEMPOTENCY_KEY": "order-43"}
+    assert ask(api_client, key, PASSWORD, header).status_code == 502
+    upstream.default.status = 200
+    upstream.default.content = "Use the Forgot password link."
+    retried = ask(api_client, key, PASSWORD, header)
+    assert retried.status_code == 200 and "Idempotent-Replay" not in retried
+    assert [source for _, source in rows(tenant)] == ["error", "llm"]
+
+
+# -- item 5: a query the embedder cannot see whole ---------------------------------------------
+
+# A user pastes a page of the help centre (past the embedder's 256-token window), then asks.
+PASTE = " ".join(
+    [
+        "I read your help page on my account and billing settings and I am still confused.",
+        *[f"Section {n}: my workspace plan, invoices, seats, password and sign-in settings." for n in range(40)],
+    ]
+)
+
+
+def test_two_long_pastes_that_differ_only_at_the_end_never_share_an_answer(api_client, helpdesk):
+    tenant, key = helpdesk()
+    first = ask(api_client, key, f"{PASTE} Question: how do I reset my password?")
+    second = ask(api_client, key, f"{PASTE} Question: how do I export my data?")
+    assert first.json()["source"] == "llm"
+    assert second.json()["source"] == "llm" and second["X-Cache"] == "MISS", second.json()["cache"]
+    again = ask(api_client, key, f"{PASTE} Question: how do I reset my password?")
+    assert again["X-Cache"] == "HIT-EXACT"  # an exact repeat is still served
+
+
+# -- item 6: a per-user cache without a user ----------------------------------------------------------
+
+
+def test_a_per_user_cache_without_a_user_id_is_refused(api_client, helpdesk):
+    tenant, key = helpdesk()
+    with tenant_scope(tenant):
+        TenantAISettings.objects.for_tenant(tenant).create(tenant=tenant, cache_scope="user")
+    refused = ask(api_client, key, PASSWORD)
+    assert refused.status_code == 400 and "user_id" in refused.json()["error"]["details"]
+    assert rows(tenant) == []
+    alice = ask(api_client, key, PASSWORD, user_id="alice")
+    bob = ask(api_client, key, PASSWORD, user_id="bob")
+    assert alice["X-Cache"] == "MISS" and bob["X-Cache"] == "MISS"  # one user's answers are not another's
+    assert ask(api_client, key, PASSWORD, user_id="alice")["X-Cache"] == "HIT-EXACT"
+
+
+# -- item 11: contact details from the tenant's own documents -------------------------------------------
+
+
+def test_an_answer_repeating_the_tenants_own_contact_details_is_cached(api_client, helpdesk):
+    _, key = helpdesk()
+    query = "Whom should a workspace owner contact to request a refund?"
+    first = ask(api_client, key, query).json()
+    assert "billing@acme.example" in first["response"], first["response"]
+    assert first["cache"]["stored"] == "stored"
+    assert ask(api_client, key, query)["X-Cache"] == "HIT-EXACT"
+
+
+def test_personal_data_the_sources_do_not_contain_still_blocks_caching(api_client, helpdesk, upstream):
+    _, key = helpdesk()
+    upstream.reply(content="Email our agent at dana.smith@gmail.com or billing@acme.example to get a refund.")
+    first = ask(api_client, key, "How do I request a refund for my annual plan?").json()
+    assert first["cache"]["stored"] == "not_cached:personal_data"
+    query_with_email = ask(api_client, key, "I am jo@example.org: how do I request a refund?").json()
+    assert query_with_email["cache"]["stored"] == "bypass"
+
+
+# -- item 4: a request spends no more than it reserved --------------------------------------------------
+
+
+def _budget(tenant, **fields) -> None:
+    with tenant_scope(tenant):
+        TenantBudget.objects.for_tenant(tenant).update_or_create(tenant=tenant, defaults=fields)
+
+
+def test_generation_is_capped_to_the_requests_reservation(api_client, helpdesk, upstream):
+    tenant, key = helpdesk()
+    cap = Decimal("0.0004")
+    _budget(tenant, max_request_cost=cap, monthly_spend_limit=Decimal("5"))
+    upstream.default.usage = (200, 100_000)  # a model that would talk forever
+    body = ask(api_client, key, PASSWORD).json()
+    (request,) = upstream.chat_requests()
+    assert 32 <= request["body"]["max_tokens"] < 500
+    assert body["model_used"] != "local-extractive" and Decimal(body["usage"]["cost_usd"]) <= cap
+
+
+def test_a_model_whose_prompt_alone_passes_the_reservation_is_skipped(api_client, helpdesk, upstream):
+    tenant, key = helpdesk()
+    _budget(tenant, max_request_cost=Decimal("0"))
+    body = ask(api_client, key, PASSWORD).json()
+    assert upstream.chat_requests() == []  # no paid call at all
+    assert body["model_used"] == "local-extractive" and Decimal(body["usage"]["cost_usd"]) == 0
+
+
+# -- item 8: single flight holds for as long as the leader's chain -----------------------------------
+
+
+def test_fifty_identical_cold_queries_make_only_the_leaders_upstream_calls(helpdesk, upstream, settings):
+    """The upstream outlasts the followers' old wait (LLM_TIMEOUT) and the leader's old lock: every
+    attempt of the leader times out, it falls back along its chain to the local model, and the 49
+    followers wait for it instead of each going upstream."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+    from rest_framework.test import APIClient
+
+    settings.AI = {**settings.AI, "LLM_TIMEOUT": 1.0, "LLM_MAX_RETRIES": 1, "SINGLE_FLIGHT_LOCK_TTL": 0.5}
+    upstream.default.delay = 1.5  # longer than a call's timeout: each attempt fails
+    tenant, key = helpdesk()
+    start = threading.Barrier(50)
+
+    def one(_):
+        start.wait()
+        try:
+            return ask(APIClient(), key, PASSWORD).json()
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        answers = list(pool.map(one, range(50)))
+    leader_attempts = 2 * 2  # two paid models of the route, two attempts each, all timed out
+    assert len(upstream.chat_requests()) == leader_attempts
+    assert len({a["response"] for a in answers}) == 1 and answers[0]["model_used"] == "local-extractive"
+    assert sorted(a["source"] for a in answers).count("llm") == 1
