@@ -120,4 +120,5 @@ def owner_writes(schema_editor, table: str) -> Iterator[None]:
     lock, so nobody sees it unforced."""
     schema_editor.execute(f'ALTER TABLE "{table}" NO FORCE ROW LEVEL SECURITY')
     yield
+    schema_editor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # no deferred checks may wait on the table
     schema_editor.execute(f'ALTER TABLE "{table}" FORCE ROW LEVEL SECURITY')
