@@ -313,7 +313,7 @@ def test_a_held_tenant_is_released_by_a_bump_while_postgresql_is_unreachable(api
 
     with postgres_unreachable(tmp_path):
         sweep = invalidations_sweep()
-        assert sweep.error and sweep.applied == [tenant.pk]
+        assert sweep.error and tenant.pk in sweep.applied
     assert tenant.pk not in PENDING and generation(own_redis, tenant) != held_at
     assert pending_rows(tenant) >= 1  # still there: PostgreSQL could not be told
     assert_nothing_of(document.content, ask(api_client, key))
