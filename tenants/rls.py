@@ -131,7 +131,5 @@ def owner_writes(schema_editor, table: str) -> Iterator[None]:
     lock, so nobody sees it unforced."""
     schema_editor.execute(f'ALTER TABLE "{table}" NO FORCE ROW LEVEL SECURITY')
     yield
-    # The rows' deferred foreign-key checks are still queued, and PostgreSQL refuses to
-    # ALTER a table with pending trigger events: run them now.
-    schema_editor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    schema_editor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # no deferred checks may wait on the table
     schema_editor.execute(f'ALTER TABLE "{table}" FORCE ROW LEVEL SECURITY')
