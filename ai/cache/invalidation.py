@@ -140,8 +140,8 @@ def invalidations_sweep(*, cache: SemanticCache | None = None) -> Sweep:
     seen: dict[int, list[int]] = {}
     for tenant_id, row_id in rows:
         seen.setdefault(tenant_id, []).append(row_id)
-    # Held before the read, and no row left: a bump after their commit deleted them.
-    PENDING.release(PENDING.held() - seen.keys(), mark=before)
+    if len(rows) < SWEEP_BATCH:  # every row was read: held before the read and no row left means applied
+        PENDING.release(PENDING.held() - seen.keys(), mark=before)
     for tenant_id, row_ids in seen.items():
         PENDING.hold(tenant_id)
         mark = PENDING.mark()

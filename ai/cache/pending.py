@@ -23,7 +23,7 @@ class PendingTenants:
         self._lock = threading.Lock()
 
     def __contains__(self, tenant_id: int) -> bool:
-        return tenant_id in self._held  # one dict lookup; a stale answer errs towards holding
+        return tenant_id in self._held  # one dict lookup (atomic under the GIL): no lock on the hot path
 
     def __len__(self) -> int:
         return len(self._held)

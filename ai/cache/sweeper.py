@@ -21,6 +21,9 @@ from django.db import connections
 
 logger = logging.getLogger("saascore.cache")
 
+# Below this, sweeps (one SELECT each) would run back to back.
+MIN_INTERVAL = 0.1
+
 _lock = threading.Lock()
 _thread: threading.Thread | None = None
 _owner_pid = 0
@@ -40,9 +43,8 @@ def sweeper_start() -> bool:
             return True
         _stop.clear()
         _wake.set()  # sweep at once: what did others leave while this process was away?
-        _thread = threading.Thread(
-            target=_loop, args=(float(interval),), name="cache-invalidation-sweeper", daemon=True
-        )
+        interval = max(float(interval), MIN_INTERVAL)
+        _thread = threading.Thread(target=_loop, args=(interval,), name="cache-invalidation-sweeper", daemon=True)
         _owner_pid = os.getpid()
         _thread.start()
     return True

@@ -18,9 +18,9 @@ import pytest
 import redis
 from django.contrib.auth import get_user_model
 
-from ai.cache import get_cache
+from ai.cache import get_cache, invalidation
 from ai.cache.breaker import BreakerState
-from ai.cache.invalidation import invalidations_sweep
+from ai.cache.invalidation import invalidation_record, invalidations_sweep
 from ai.cache.keys import generation_key
 from ai.cache.models import PendingInvalidation
 from ai.cache.pending import PENDING
@@ -319,3 +319,18 @@ def test_a_held_tenant_is_released_by_a_bump_while_postgresql_is_unreachable(api
     assert_nothing_of(document.content, ask(api_client, key))
     assert ask(api_client, key)["X-Cache"] == "HIT-EXACT"  # answered from the cache again, new text
     assert invalidations_sweep().applied == [tenant.pk] and pending_rows(tenant) == 0
+
+
+def test_a_sweep_that_reads_only_part_of_the_rows_keeps_the_holds_it_did_not_read(own_redis, monkeypatch):
+    first, last = make_tenant(), make_tenant()
+    with refusing_writes(own_redis):
+        for tenant in (first, first, last):  # three transactions, three rows; the last is the newest
+            with tenant_scope(tenant):
+                invalidation_record(tenant_id=tenant.pk, using="default")
+    assert {first.pk, last.pk} <= PENDING.held()
+    monkeypatch.setattr(invalidation, "SWEEP_BATCH", 2)  # a sweep reads the oldest two rows only
+
+    assert invalidations_sweep().applied == [first.pk]
+    assert last.pk in PENDING and pending_rows(last) == 1  # not read, so not settled
+    assert invalidations_sweep().applied == [last.pk]
+    assert last.pk not in PENDING and pending_rows(last) == 0
