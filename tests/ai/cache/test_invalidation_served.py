@@ -93,8 +93,8 @@ def test_a_process_cut_off_from_redis_leaves_its_invalidation_to_one_that_reache
     before, swept_before = generation(server, tenant), swept_by_the_server(base)
 
     settings.REDIS_URL = f"unix://{tmp_path}/nothing-answers-here.sock"  # this process only
-    document_update(tenant=tenant, document_id=document.pk, content=NEW_TEXT)  # and its ingestion, inline
-    committed = time.monotonic()
+    committed = time.monotonic()  # just before: the change commits, then its ingestion runs inline
+    document_update(tenant=tenant, document_id=document.pk, content=NEW_TEXT)
     assert pending_rows(tenant) >= 1
 
     stale: list[float] = []  # seconds after the commit at which the server still served the old text
