@@ -96,15 +96,15 @@ class TenantAISettingsAdmin(TenantOwnedAdmin):
         if deferred:
             messages.error(
                 request,
-                f"Redis did not answer: the cache of {deferred} tenant(s) is NOT flushed yet. The flush is "
-                "recorded and applied as soon as Redis answers; meanwhile no worker answers those tenants "
+                f"Redis did not take the flush: the cache of {deferred} tenant(s) is NOT flushed yet. It is "
+                "recorded and applied as soon as Redis takes it; meanwhile no worker answers those tenants "
                 f"from the cache (each within {django_settings.CACHE_INVALIDATION_SWEEP_SECONDS or 0:g} s).",
             )
         if failed:
             messages.error(
                 request,
-                f"Neither Redis nor PostgreSQL answered: the cache of {failed} tenant(s) is NOT flushed and the "
-                "flush could not be recorded. Try again.",
+                f"Redis did not take the flush and PostgreSQL could not record it: the cache of {failed} "
+                "tenant(s) is NOT flushed. Try again.",
             )
 
 
