@@ -20,7 +20,7 @@ from django.contrib.auth import get_user_model
 
 from ai.cache import get_cache, invalidation
 from ai.cache.breaker import BreakerState
-from ai.cache.invalidation import invalidation_record, invalidations_sweep
+from ai.cache.invalidation import FlushOutcome, cache_flush, invalidation_record, invalidations_sweep
 from ai.cache.keys import generation_key
 from ai.cache.models import PendingInvalidation
 from ai.cache.pending import PENDING
@@ -334,3 +334,11 @@ def test_a_sweep_that_reads_only_part_of_the_rows_keeps_the_holds_it_did_not_rea
     assert last.pk in PENDING and pending_rows(last) == 1  # not read, so not settled
     assert invalidations_sweep().applied == [last.pk]
     assert last.pk not in PENDING and pending_rows(last) == 0
+
+
+def test_a_flush_neither_redis_nor_postgresql_takes_is_reported_as_failed(own_redis, tmp_path):
+    tenant = make_tenant()
+    with refusing_writes(own_redis), postgres_unreachable(tmp_path):
+        assert cache_flush(tenant_id=tenant.pk) is FlushOutcome.FAILED
+    assert pending_rows(tenant) == 0
+    assert cache_flush(tenant_id=tenant.pk) is FlushOutcome.FLUSHED
