@@ -34,6 +34,21 @@ CACHE_BREAKER_STATE = Gauge(
     "1 while the cache's Redis circuit breaker is open or half-open (in any live worker).",
     multiprocess_mode="livemax",
 )
+# Invalidations (ai/cache/invalidation.py): applied after their commit, deferred (Redis did
+# not take the bump; a sweep applies it), or applied by a sweep.
+CACHE_INVALIDATIONS = Counter(
+    "saascore_cache_invalidations_total",
+    "Cache invalidations by outcome: applied (after the commit), deferred (Redis refused; left to a sweep), swept.",
+    ["outcome"],
+)
+for _outcome in ("applied", "deferred", "swept"):
+    CACHE_INVALIDATIONS.labels(outcome=_outcome)
+CACHE_INVALIDATIONS_PENDING = Gauge(
+    "saascore_cache_invalidations_pending",
+    "Tenants a worker does not answer from the cache because an invalidation of theirs is pending "
+    "(the most in any live worker).",
+    multiprocess_mode="livemax",
+)
 CACHE_SINGLE_FLIGHT = Counter("saascore_cache_single_flight_total", "Single-flight outcomes on a miss.", ["outcome"])
 
 ROUTER_CONFIDENCE = Histogram(

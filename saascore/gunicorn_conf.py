@@ -69,6 +69,14 @@ def on_starting(server) -> None:
         server.log.warning("%s", report.getvalue().strip())
 
 
+def post_worker_init(worker) -> None:
+    """A new worker sweeps pending cache invalidations at once (in the background, so a
+    PostgreSQL outage does not hold its first requests), then periodically (ai/cache/sweeper.py)."""
+    from ai.cache.sweeper import sweeper_start
+
+    sweeper_start()
+
+
 def child_exit(server, worker) -> None:
     """A worker is gone: its live-only gauges (e.g. the circuit breaker's) stop counting."""
     from prometheus_client import multiprocess

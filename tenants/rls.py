@@ -24,6 +24,7 @@ from tenants.scoping import TENANT_SETTING
 
 POLICY = "tenant_isolation"
 GLOBAL_READ_POLICY = "global_read"
+CROSS_TENANT_READ_POLICY = "cross_tenant_read"
 UNSCOPED_FUNCTION = "saascore_rls_unscoped"
 PREDICATE = f"tenant_id = NULLIF(current_setting('{TENANT_SETTING}', true), '')::bigint OR {UNSCOPED_FUNCTION}()"
 
@@ -61,10 +62,20 @@ def enable_sql(table: str, *, shared: bool = False) -> str:
     return sql
 
 
+def cross_tenant_read_sql(table: str) -> str:
+    """Every tenant may read every row of ``table`` (writes still pass ``tenant_isolation``).
+
+    Only for tables whose rows say nothing of a tenant's data beyond its id (the cache's
+    pending invalidations, which every process must find): tenants/SCOPING.md lists them.
+    """
+    return f'CREATE POLICY {CROSS_TENANT_READ_POLICY} ON "{table}" FOR SELECT USING (true);'
+
+
 def disable_sql(table: str) -> str:
     return (
         f'DROP POLICY IF EXISTS {POLICY} ON "{table}";'
         f'DROP POLICY IF EXISTS {GLOBAL_READ_POLICY} ON "{table}";'
+        f'DROP POLICY IF EXISTS {CROSS_TENANT_READ_POLICY} ON "{table}";'
         f'ALTER TABLE "{table}" NO FORCE ROW LEVEL SECURITY;'
         f'ALTER TABLE "{table}" DISABLE ROW LEVEL SECURITY;'
     )

@@ -1,5 +1,7 @@
 """Redis servers the tests start themselves, from the project's redis-server binary."""
 
+import os
+import signal
 import socket
 import time
 from contextlib import contextmanager
@@ -20,6 +22,18 @@ def private_redis(tmp_path: Path, **options):
         yield server
     finally:
         server.stop()
+
+
+@contextmanager
+def paused(server: EmbeddedRedis):
+    """The server stopped with SIGSTOP (a stall: it keeps its data and its connections),
+    continued on leaving the block."""
+    pid = int((server.data_dir / "redis.pid").read_text())
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield pid
+    finally:
+        os.kill(pid, signal.SIGCONT)
 
 
 def _free_cluster_port() -> int:

@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 
+from django.conf import settings as django_settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect
@@ -9,6 +10,8 @@ from django.urls import path, reverse
 from django.utils import timezone
 
 from ai.cache import CacheScope, get_cache
+from ai.cache.invalidation import FlushOutcome, cache_flush
+from ai.cache.selectors import invalidation_pending_since
 from ai.embeddings import get_embedder
 from ai.tenant_settings import TenantAISettings, TenantSettingsChange, tenant_settings_save
 from billing.selectors import usage_since
@@ -28,12 +31,8 @@ def cache_panel(tenant: Tenant) -> dict:
         "hit_ratio": usage["hit_ratio"],
         "saved": usage["saved"],
         "cost": usage["cost"],
+        "invalidation_pending_since": invalidation_pending_since(tenant_id=tenant.pk),
     }
-
-
-def flush_tenant_cache(tenant_id: int) -> bool:
-    """Start a new cache generation: no earlier entry of the tenant is served again."""
-    return get_cache().invalidate(tenant_id) is not None
 
 
 @admin.register(TenantAISettings)
@@ -88,11 +87,25 @@ class TenantAISettingsAdmin(TenantOwnedAdmin):
         managed = request_tenants_managed(request)
         if not all(tenant_id in managed for tenant_id in tenant_ids):
             raise PermissionDenied
-        flushed = [t for t in tenant_ids if flush_tenant_cache(t)]
-        if len(flushed) == len(tenant_ids):
-            messages.success(request, f"Flushed the cache of {len(flushed)} tenant(s): no earlier answer is served.")
-        else:
-            messages.error(request, "Redis is unreachable: the cache was not flushed. Try again when it is back.")
+        outcomes = [cache_flush(tenant_id=t) for t in tenant_ids]
+        flushed = outcomes.count(FlushOutcome.FLUSHED)
+        deferred = outcomes.count(FlushOutcome.DEFERRED)
+        failed = outcomes.count(FlushOutcome.FAILED)
+        if flushed:
+            messages.success(request, f"Flushed the cache of {flushed} tenant(s): no earlier answer is served.")
+        if deferred:
+            messages.error(
+                request,
+                f"Redis did not take the flush: the cache of {deferred} tenant(s) is NOT flushed yet. It is "
+                "recorded and applied as soon as Redis takes it; meanwhile no worker answers those tenants "
+                f"from the cache (each within {django_settings.CACHE_INVALIDATION_SWEEP_SECONDS or 0:g} s).",
+            )
+        if failed:
+            messages.error(
+                request,
+                f"Redis did not take the flush and PostgreSQL could not record it: the cache of {failed} "
+                "tenant(s) is NOT flushed. Try again.",
+            )
 
 
 @admin.register(TenantSettingsChange)

@@ -12,6 +12,7 @@ import redis
 from django.core.signals import setting_changed
 
 from ai.cache.backends import BACKENDS
+from ai.cache.breaker import BreakerState
 from ai.cache.capabilities import server_capabilities
 from ai.cache.connection import redis_client
 from ai.cache.judge import HitJudge
@@ -44,12 +45,23 @@ def get_cache() -> SemanticCache:
     if _cache is None:
         with _lock:
             if _cache is None:
-                _cache = build_cache(
+                cache = build_cache(
                     redis_client(),
                     backend="auto" if ai_settings.SEMANTIC_TIER else None,
                     judge=HitJudge(verifier=ActiveVerifier()),
                 )
+                _sweep_when_redis_is_back(cache)
+                _cache = cache
     return _cache
+
+
+def _sweep_when_redis_is_back(cache: SemanticCache) -> None:
+    """The process's cache applies pending invalidations (ai/cache/invalidation.py) in the
+    background, and at once when its breaker closes."""
+    from ai.cache.sweeper import sweeper_start, sweeper_wake
+
+    cache.breaker.subscribe(lambda state: state is BreakerState.CLOSED and sweeper_wake())
+    sweeper_start()
 
 
 def _reset(*, setting: str, **kwargs) -> None:

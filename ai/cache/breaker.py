@@ -29,7 +29,7 @@ class CircuitBreaker:
         self.failure_threshold = failure_threshold
         self.reset_after = reset_after
         self._clock = clock
-        self._on_change = on_change
+        self._listeners: list[Callable[[BreakerState], None]] = [on_change] if on_change else []
         self._lock = threading.Lock()
         self._state = BreakerState.CLOSED
         self._failures = 0
@@ -46,11 +46,15 @@ class CircuitBreaker:
             self._set(BreakerState.HALF_OPEN)
         return self._state
 
+    def subscribe(self, listener: Callable[[BreakerState], None]) -> None:
+        """Call ``listener(state)`` on every change, under the breaker's lock: keep it short."""
+        self._listeners.append(listener)
+
     def _set(self, state: BreakerState) -> None:
         if state is not self._state:
             self._state = state
-            if self._on_change:
-                self._on_change(state)
+            for listener in self._listeners:
+                listener(state)
 
     def allow(self) -> bool:
         """May a call go out now? In half-open, only one probe at a time."""

@@ -14,6 +14,9 @@ Guarantees:
   skipped write); a circuit breaker stops calling a Redis that keeps failing.
 - Queries with personal data are never stored, nor answers with personal data
   that their sources (the tenant's own passages) do not contain.
+- A tenant whose invalidation Redis did not take (``pending``, ai/cache/invalidation.py)
+  is not answered from the cache until a later one succeeds: its lookups answer
+  "no generation", as when Redis is down, without a Redis call.
 
 Not guaranteed: an entry written just before ``invalidate`` by a request that
 read the old generation is stored under the old generation, so it never serves.
@@ -34,6 +37,7 @@ from ai.cache.entries import FETCH_FIELDS, CacheEntry
 from ai.cache.guard import RedisGuard
 from ai.cache.judge import HitJudge, Verdict
 from ai.cache.keys import CacheScope, generation_key, query_hash
+from ai.cache.pending import PENDING, PendingTenants
 from ai.cache.pii import personal_data_kinds, personal_data_outside
 from ai.cache.singleflight import Flight, take_off
 
@@ -107,8 +111,10 @@ class SemanticCache:
         guard: RedisGuard | None = None,
         find_index: Callable[[], VectorIndex | None] | None = None,
         candidates: int = 4,
+        pending: PendingTenants = PENDING,
     ) -> None:
         self.client = client
+        self.pending = pending
         self.guard = guard or RedisGuard(client, breaker)
         self._index = index
         # The server was not reachable when the backend had to be chosen: ask it again later.
@@ -152,7 +158,15 @@ class SemanticCache:
 
     # -- exact tier -------------------------------------------------------------
 
+    def _held(self, scope: CacheScope) -> bool:
+        if scope.tenant_id in self.pending:
+            metrics.CACHE_SKIPS.labels(reason="invalidation_pending").inc()
+            return True
+        return False
+
     def lookup_exact(self, scope: CacheScope, query: str) -> Lookup:
+        if self._held(scope):
+            return Lookup(None, None, "invalidation_pending")
         started = time.perf_counter()
         lookup = self._call("lookup_exact", lambda: self._lookup_exact(scope, query), Lookup(None, None, "error"))
         _observe("exact", lookup, started)
@@ -195,6 +209,8 @@ class SemanticCache:
         """The nearest entry the judge accepts; ``intent`` is the router's for this query."""
         if self.index is None:
             return Lookup(None, generation, "no_vector_api")
+        if self._held(scope):
+            return Lookup(None, None, "invalidation_pending")
         started = time.perf_counter()
         lookup = self._call(
             "lookup_semantic",

@@ -1,22 +1,16 @@
 """A tenant's documents or answer-changing settings changed: invalidate its cache
-once the transaction commits (a rollback leaves the cache alone)."""
+once the transaction commits, durably (ai/cache/invalidation.py); a rollback leaves
+the cache alone."""
 
-from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 
+from ai.cache.invalidation import invalidation_record
 from ai.rag.models import Document
 from ai.tenant_settings import TenantAISettings
 
 
-def cache_invalidate(tenant_id: int) -> None:
-    from ai.cache import get_cache
-
-    get_cache().invalidate(tenant_id)
-
-
-def _on_change(sender, instance, **kwargs) -> None:
-    tenant_id = instance.tenant_id
-    transaction.on_commit(lambda: cache_invalidate(tenant_id))
+def _on_change(sender, instance, using: str, **kwargs) -> None:
+    invalidation_record(tenant_id=instance.tenant_id, using=using)
 
 
 def connect() -> None:

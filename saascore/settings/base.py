@@ -235,6 +235,12 @@ BILLING_SPOOL_DIR = Path(env("BILLING_SPOOL_DIR") or BASE_DIR / "var" / "spool")
 # How often a worker retries writing them while rows wait; None: only `billing_flush_spool`.
 BILLING_SPOOL_RETRY_SECONDS: float | None = 10.0
 
+# How often every process (gunicorn workers, db_worker) applies cache invalidations Redis
+# did not take when their change committed (ai/cache/invalidation.py): the most another
+# process may still serve a tenant's old answers after such a failure. None: no
+# background sweep (tests sweep by hand).
+CACHE_INVALIDATION_SWEEP_SECONDS: float | None = float(env("CACHE_INVALIDATION_SWEEP_SECONDS") or 2.0)
+
 # Where `manage.py demo` writes the demo operator's and tenants' credentials.
 DEMO_CREDENTIALS_FILE = BASE_DIR / "var" / "demo-credentials.json"
 

@@ -49,6 +49,7 @@ WHITENOISE_AUTOREFRESH = True
 DEMO_CREDENTIALS_FILE = None  # tests that run the demo point it at a temporary file
 TASKS = {"default": {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}}
 BILLING_SPOOL_RETRY_SECONDS = None  # no background drain: tests drain the spool themselves
+CACHE_INVALIDATION_SWEEP_SECONDS = None  # no background sweep: tests sweep themselves
 
 # /metrics and readiness details are open here (saascore/ops.py).
 OPS_ENDPOINTS_PUBLIC = True

@@ -25,6 +25,11 @@ def test_application_role_cannot_bypass_rls():
     assert owned == []
 
 
+# Tables every tenant may read (never write) across tenants, each named in tenants/SCOPING.md:
+# their rows hold a tenant id and a time, nothing of the tenant's data.
+READABLE_ACROSS_TENANTS = {"ai_pendinginvalidation"}
+
+
 def test_every_tenant_owned_table_has_forced_rls():
     tenant_owned = [m for m in apps.get_models() if issubclass(m, TenantOwnedModel)]
     assert tenant_owned, "no tenant-owned models found"
@@ -33,9 +38,32 @@ def test_every_tenant_owned_table_has_forced_rls():
         ((enabled, forced),) = _fetch(
             "SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE relname = %s", [table]
         )
-        policies = _fetch("SELECT policyname FROM pg_policies WHERE tablename = %s", [table])
+        policies = _fetch("SELECT policyname FROM pg_policies WHERE tablename = %s ORDER BY policyname", [table])
         assert enabled and forced, f"{table} lacks forced row-level security"
-        assert policies == [("tenant_isolation",)], table
+        expected = [("cross_tenant_read",), ("tenant_isolation",)] if table in READABLE_ACROSS_TENANTS else []
+        assert policies == (expected or [("tenant_isolation",)]), table
+
+
+def test_pending_invalidations_are_read_by_every_tenant_and_written_by_their_own_only():
+    """Any process finds every tenant's pending cache invalidations without the unscoped role;
+    one SQL injection cannot delete, move or forge another tenant's (ai/cache/invalidation.py)."""
+    a, b = make_tenant(), make_tenant()
+    with tenant_scope(b):
+        (row_b,) = _fetch(
+            "INSERT INTO ai_pendinginvalidation (tenant_id, created_at) VALUES (%s, now()) RETURNING id", [b.pk]
+        )
+    assert _fetch("SELECT id, tenant_id FROM ai_pendinginvalidation") == [(row_b[0], b.pk)]  # no scope: read
+    with tenant_scope(a):
+        assert _fetch("SELECT tenant_id FROM ai_pendinginvalidation") == [(b.pk,)]
+        assert _fetch("DELETE FROM ai_pendinginvalidation RETURNING id") == []
+        assert _fetch("UPDATE ai_pendinginvalidation SET created_at = now() RETURNING id") == []
+        with pytest.raises(ProgrammingError, match="row-level security"), transaction.atomic():
+            _fetch("INSERT INTO ai_pendinginvalidation (tenant_id, created_at) VALUES (%s, now()) RETURNING id", [b.pk])
+    with pytest.raises(ProgrammingError, match="row-level security"), transaction.atomic():
+        _fetch("INSERT INTO ai_pendinginvalidation (tenant_id, created_at) VALUES (%s, now()) RETURNING id", [a.pk])
+    assert _fetch("DELETE FROM ai_pendinginvalidation RETURNING id") == []  # no scope: no write
+    with tenant_scope(b):
+        assert _fetch("DELETE FROM ai_pendinginvalidation RETURNING id") == [row_b]
 
 
 def test_raw_sql_sees_nothing_without_a_tenant():
