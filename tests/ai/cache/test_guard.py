@@ -38,7 +38,7 @@ def paused(server):
 def test_a_stalled_redis_costs_nothing_once_the_breaker_opens(api_client, helpdesk, settings, tmp_path):
     """Rate limit, idempotency, exact and semantic tiers, single flight: none waits on a paused Redis
     after the breaker opened (before, each request paid the rate limit's and idempotency's timeouts)."""
-    tenant, key = helpdesk()
+    _, key = helpdesk()
     with private_redis(tmp_path, search=False) as server:
         settings.REDIS_URL = server.url
         settings.AI = {"REDIS_SOCKET_TIMEOUT": TIMEOUT, "REDIS_CONNECT_TIMEOUT": TIMEOUT}
