@@ -26,7 +26,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 SWEEP_SECONDS = 1.0
 # The bound measured against: one interval, one sweep, and a busy two-core machine's delays.
-BOUND = SWEEP_SECONDS + 4.0
+BOUND = SWEEP_SECONDS + 9.0  # generous: CI shares two cores with PostgreSQL, Redis and gunicorn
 
 
 @pytest.fixture(scope="module")
