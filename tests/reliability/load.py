@@ -40,13 +40,15 @@ class Answer:
         return self.headers.get("X-Cache", "")
 
 
-def post_query(base: str, key: str, body: dict, *, timeout: float = 60) -> tuple[int | None, dict, dict | None, str]:
+def post_query(
+    base: str, key: str, body: dict, *, headers: dict | None = None, timeout: float = 60
+) -> tuple[int | None, dict, dict | None, str]:
     """POST one query: (status, headers, JSON body, error); status None if no answer came back."""
     request = urllib.request.Request(
         base + QUERY_PATH,
         data=json.dumps(body).encode(),
         method="POST",
-        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json", **(headers or {})},
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:

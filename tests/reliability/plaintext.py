@@ -31,9 +31,8 @@ def in_files(keys: list[str], folder: Path) -> list[str]:
     return [str(path) for path in folder.rglob("*") if path.is_file() and any(m in path.read_bytes() for m in marks)]
 
 
-def in_database(keys: list[str]) -> list[str]:
-    """Tables with a row whose text holds a key (every table, every tenant: the unscoped role)."""
-    marks = [mark_of(key) for key in keys]
+def tables_holding(texts: list[str]) -> list[str]:
+    """Tables with a row whose text holds one of ``texts`` (every table, every tenant: the unscoped role)."""
     found = []
     with unscoped_scope(), connections[UNSCOPED_ALIAS].cursor() as cursor:
         cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename")
@@ -41,11 +40,15 @@ def in_database(keys: list[str]) -> list[str]:
             cursor.execute(
                 f'SELECT count(*) FROM "{table}" AS r '
                 "WHERE EXISTS (SELECT 1 FROM unnest(%s::text[]) AS m WHERE strpos(r::text, m) > 0)",
-                [marks],
+                [texts],
             )
             if cursor.fetchone()[0]:
                 found.append(table)
     return found
+
+
+def in_database(keys: list[str]) -> list[str]:
+    return tables_holding([mark_of(key) for key in keys])
 
 
 def _values(client: redis.Redis, key: bytes) -> list[bytes]:
@@ -69,9 +72,9 @@ def _values(client: redis.Redis, key: bytes) -> list[bytes]:
     return [client.dump(key) or b""]  # a module type: its serialised form
 
 
-def in_redis(keys: list[str], url: str) -> list[str]:
-    """Redis keys whose name or value holds an API key."""
-    marks = [mark_of(key).encode() for key in keys]
+def redis_keys_holding(texts: list[str], url: str) -> list[str]:
+    """Redis keys whose name or value holds one of ``texts``."""
+    marks = [text.encode() for text in texts]
     client = redis.Redis.from_url(url, socket_timeout=10)
     found = []
     for name in client.scan_iter(count=1000):
@@ -79,6 +82,10 @@ def in_redis(keys: list[str], url: str) -> list[str]:
         if any(mark in value for value in values for mark in marks):
             found.append(name.decode(errors="replace"))
     return found
+
+
+def in_redis(keys: list[str], url: str) -> list[str]:
+    return redis_keys_holding([mark_of(key) for key in keys], url)
 
 
 def assert_nowhere(keys: list[str], *, lines: list[str], redis_urls: list[str], folders: list[Path] = ()) -> None:
