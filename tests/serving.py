@@ -49,6 +49,7 @@ class Served:
 
     base: str
     process: subprocess.Popen
+    spool: Path  # its BILLING_SPOOL_DIR
     lines: list[str] = field(default_factory=list)
 
     def workers(self) -> list[int]:
@@ -85,16 +86,19 @@ def wait_until(predicate, *, timeout: float, what: str, interval: float = 0.05):
 
 
 @contextmanager
-def served(*, workers: int = 1, ai: dict | None = None, **env: str) -> Iterator[Served]:
+def served(
+    *, workers: int = 1, ai: dict | None = None, settings_module: str | None = None, **env: str
+) -> Iterator[Served]:
     """A gunicorn serving the project against the test database; stopped afterwards.
 
-    ``ai`` overrides ``settings.AI`` for this server (``tests/served_settings.py``), e.g. a short
-    ``SPEND_RESERVATION_SECONDS``; ``env`` adds environment variables (``REDIS_URL``, ...).
+    ``ai`` overrides ``settings.AI`` for this server, through ``tests/served_settings.py`` (the
+    development settings, with static files and passwords as the test process has them), e.g. a
+    short ``SPEND_RESERVATION_SECONDS``; ``env`` adds environment variables (``REDIS_URL``, ...).
     """
     port = free_port()
     environment = {
         **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.served_settings" if ai else "saascore.settings.local",
+        "DJANGO_SETTINGS_MODULE": settings_module or ("tests.served_settings" if ai else "saascore.settings.local"),
         "SAASCORE_TEST_AI": json.dumps(ai or {}),
         "DATABASE_URL": test_database_url(),
         "DATABASE_OWNER_URL": "",
@@ -107,7 +111,8 @@ def served(*, workers: int = 1, ai: dict | None = None, **env: str) -> Iterator[
         [sys.executable, "-m", "gunicorn", "-c", "saascore/gunicorn_conf.py", "saascore.wsgi"],
         cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
-    server = Served(f"http://127.0.0.1:{port}", process)
+    spool = Path(environment.get("BILLING_SPOOL_DIR") or ROOT / "var" / "spool")
+    server = Served(f"http://127.0.0.1:{port}", process, spool)
     reader = threading.Thread(target=_collect, args=(process.stdout, server.lines), daemon=True)
     reader.start()
     try:

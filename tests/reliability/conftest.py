@@ -58,8 +58,7 @@ def serve(plaintext, tmp_path):
             "LOG_FORMAT": "json", "BILLING_SPOOL_DIR": str(spool),
             "OPENAI_API_KEY": "", "OPENAI_BASE_URL": "", "ANTHROPIC_API_KEY": "", "ANTHROPIC_BASE_URL": "",
         }  # fmt: skip
-        with served(workers=workers, ai={"METRICS_TENANT_ALLOWLIST": [], **(ai or {})}, **{**defaults, **env}) as s:
-            s.spool = spool
+        with served(workers=workers, ai=ai, settings_module="tests.served_settings", **{**defaults, **env}) as s:
             plaintext.servers.append(s)
             yield s
 

@@ -32,15 +32,18 @@ def _socket_inodes(pid: int) -> set[str]:
     return inodes
 
 
+ESTABLISHED = "01"
+
+
 def holder_of_port(pids: list[int], local_port: int) -> int:
-    """Which of ``pids`` owns the TCP connection whose local end is ``local_port`` (IPv4 loopback)."""
-    inode = None
+    """Which of ``pids`` owns the open TCP connection whose local end is ``local_port`` (IPv4).
+    (An earlier connection from the same port may linger in TIME_WAIT, owned by nobody.)"""
+    inodes = set()
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
-        if int(fields[1].split(":")[1], 16) == local_port:
-            inode = fields[9]
-            break
-    assert inode is not None, f"no TCP connection from port {local_port}"
-    holders = [pid for pid in pids if inode in _socket_inodes(pid)]
+        if int(fields[1].split(":")[1], 16) == local_port and fields[3] == ESTABLISHED and fields[9] != "0":
+            inodes.add(fields[9])
+    assert inodes, f"no open TCP connection from port {local_port}"
+    holders = [pid for pid in pids if inodes & _socket_inodes(pid)]
     assert len(holders) == 1, f"port {local_port} is held by {holders} of {pids}"
     return holders[0]
