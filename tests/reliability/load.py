@@ -106,10 +106,18 @@ class Load:
 
     def start(self) -> "Load":
         for client in self.clients:
-            thread = threading.Thread(target=self._run, args=(client,), name=client.name, daemon=True)
-            thread.start()
-            self._threads.append(thread)
+            self._launch(client)
         return self
+
+    def add(self, client: Client) -> None:
+        """One more client, from now on."""
+        self.clients.append(client)
+        self._launch(client)
+
+    def _launch(self, client: Client) -> None:
+        thread = threading.Thread(target=self._run, args=(client,), name=client.name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
 
     def stop(self) -> list[Answer]:
         """Stop every client after its current request; every answer so far."""

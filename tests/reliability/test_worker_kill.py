@@ -12,9 +12,9 @@ import time
 from collections import Counter
 from decimal import Decimal
 
-from tests.openai_server import OpenAIServer
+from tests.openai_server import OpenAIServer, Reply
 from tests.reliability.load import Client, Load, post_query
-from tests.reliability.workers import holder_of_port
+from tests.reliability.workers import holder_of_port, per_worker
 from tests.reliability.world import (
     ledger,
     live_reservations,
@@ -90,3 +90,52 @@ def test_a_worker_killed_mid_request_leaves_no_charge_and_its_reservation_expire
         answered = {a.request_id for a in answers if a.tenant_id == w.tenant.pk and a.status == 200}
         cut = sum(a.status is None for a in answers if a.tenant_id == w.tenant.pk)
         assert answered <= rows and len(rows - answered) <= cut, (len(rows - answered), cut)
+
+
+LOCK_TTL = 2.0
+MAX_CALLERS = 30
+SURVIVING_FOLLOWERS = 3
+
+
+def test_a_single_flight_leader_killed_mid_call_is_replaced_by_one_follower(serve, plaintext, tmp_path):
+    """Identical cold questions: one leads, the rest follow, in both workers. The leader's
+    worker is SIGKILLed during its model call; its lock, no longer renewed, expires; one
+    follower of the other worker leads and calls the upstream once; the others get its answer."""
+    starter_router()
+    w = world("flight", plaintext.keys)
+    route_everything(w.tenant, "claude-3-haiku")
+    metrics = tmp_path / "metrics"
+    ask = {"query": "How long do refunds take to arrive?"}
+    with OpenAIServer() as upstream:
+        held = upstream.reply(content="The first answer, never delivered.", hold=threading.Event())
+        upstream.default = Reply(content="Refunds arrive within 14 days.", usage=(200, 20))
+        env = {
+            "ANTHROPIC_API_KEY": "sk-test-upstream", "ANTHROPIC_BASE_URL": upstream.base_url,
+            "PROMETHEUS_MULTIPROC_DIR": str(metrics),
+            "GUNICORN_THREADS": str(MAX_CALLERS),  # a follower holds its thread: none may queue behind them
+        }  # fmt: skip
+        with serve(workers=2, ai={"SINGLE_FLIGHT_LOCK_TTL": LOCK_TTL}, **env) as server:
+            load = Load(server.base, [Client("leader", w.tenant.pk, w.key, [ask], once=True)]).start()
+            assert held.arrived.wait(timeout=60), "the leader's model call never came"
+            leader_worker = holder_of_port(server.workers(), held.client_port)
+
+            def followers(*, elsewhere: bool = False) -> int:
+                counts = per_worker(metrics, "saascore_cache_single_flight", outcome="follower")
+                return int(sum(n for pid, n in counts.items() if not elsewhere or pid != leader_worker))
+
+            while followers(elsewhere=True) < SURVIVING_FOLLOWERS:  # followers in both workers
+                assert len(load.clients) < MAX_CALLERS, "the other worker took no follower"
+                load.add(Client(f"follower/{len(load.clients)}", w.tenant.pk, w.key, [ask], once=True))
+                wait_until(lambda: followers() == len(load.clients) - 1, timeout=30, what="the new follower")
+            survivors = followers(elsewhere=True)
+            os.kill(leader_worker, signal.SIGKILL)
+            answers = load.join(timeout=120)
+        held.hold.set()
+        calls = len(upstream.chat_requests())
+
+    answered = [a for a in answers if a.status == 200]
+    assert len(answered) == survivors and all(a.status is None for a in answers if a.status != 200)
+    assert calls == 2  # the killed leader's call, and the one follower's that took over
+    assert {a.body["response"] for a in answered} == {"Refunds arrive within 14 days."}
+    assert Counter(a.body["source"] for a in answered) == Counter({"llm": 1, "cache": survivors - 1})
+    assert sorted(r.request_id for r in ledger(w.tenant)) == sorted(a.request_id for a in answered)

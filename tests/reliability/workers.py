@@ -9,7 +9,8 @@ from prometheus_client.mmap_dict import MmapedDict
 
 def per_worker(metrics_dir: Path, metric: str, **labels: str) -> dict[int, float]:
     """Per worker pid, the sum of ``metric``'s samples with these labels, from prometheus_client's
-    multiprocess files (one per process and kind), so each worker is seen on its own."""
+    multiprocess files (one per process and kind), so each worker is seen on its own. ``metric``
+    is the family's name (a counter's without ``_total``)."""
     found: dict[int, float] = {}
     for path in metrics_dir.glob("*.db"):
         pid = int(path.stem.rsplit("_", 1)[1])
