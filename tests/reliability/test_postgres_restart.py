@@ -19,6 +19,7 @@ from saascore.embedded import EmbeddedPostgres, embedded_paths
 from tests.openai_server import OpenAIServer
 from tests.reliability.load import Client, Load, post_query
 from tests.reliability.world import (
+    committed,
     ledger,
     live_reservations,
     reservation_rows,
@@ -66,8 +67,10 @@ def test_postgres_restarted_under_load(serve, plaintext, postgres, settings):
         ai = {"SPEND_RESERVATION_SECONDS": RESERVATION_SECONDS}
         with serve(workers=2, ai=ai, **env) as server, Load(server.base, clients) as load:
             load.wait_count(20, since=0, what="answers before the restart")
-            replies = [upstream.reply(content="Quote your order number.", usage=(300, 40), hold=threading.Event())]
-            replies.append(upstream.reply(content="Quote your order number.", usage=(300, 40), hold=threading.Event()))
+            replies = [
+                upstream.reply(content="Quote your order number.", usage=(300, 40), hold=threading.Event())
+                for _ in held
+            ]
             victims = Load(server.base, held).start()
             for reply in replies:
                 assert reply.arrived.wait(timeout=60), "the victim's model call never came"
@@ -114,6 +117,7 @@ def test_postgres_restarted_under_load(serve, plaintext, postgres, settings):
     victim_ids = {a.request_id for a in answered_while_down} | {after["request_id"]}
     assert sorted(r.request_id for r in ledger(victim.tenant)) == sorted(victim_ids)
     assert all(r.cost > 0 and r.model == "claude-3-haiku" for r in ledger(victim.tenant))
+    assert committed(victim.tenant) == sum(r.cost for r in ledger(victim.tenant))  # each counted once
     for w in loaders:
         answered = [a.request_id for a in answers if a.tenant_id == w.tenant.pk and a.status == 200]
         assert sorted(r.request_id for r in ledger(w.tenant)) == sorted(answered)

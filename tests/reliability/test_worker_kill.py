@@ -1,14 +1,16 @@
-"""A gunicorn worker SIGKILLed in the middle of a request, under load.
+"""A gunicorn worker SIGKILLed in the middle of a request.
 
-The master replaces the worker and the load goes on; the request the kill cut off got no
-answer and costs nothing, but its reservation was never released: the tenant, near its
-limit, is refused (402) until the reservation expires, and admitted again after.
+Under load: the master replaces the worker and the load goes on; the request the kill cut
+off got no answer and costs nothing, but its reservation was never released: the tenant,
+near its limit, is refused (402) until the reservation expires, and admitted again after.
+
+A single-flight leader: its followers in the other worker see its lock expire, and one of
+them takes the lead.
 """
 
 import os
 import signal
 import threading
-import time
 from collections import Counter
 from decimal import Decimal
 
@@ -58,7 +60,6 @@ def test_a_worker_killed_mid_request_leaves_no_charge_and_its_reservation_expire
             workers = server.workers()
             killed = holder_of_port(workers, reply.client_port)  # the worker waiting on that call
             os.kill(killed, signal.SIGKILL)
-            killed_at = time.monotonic()
             (cut_off,) = victims.join(timeout=60)
 
             status, headers, refused, _ = post_query(server.base, victim.key, ask)
@@ -71,15 +72,16 @@ def test_a_worker_killed_mid_request_leaves_no_charge_and_its_reservation_expire
             )  # fmt: skip
             replaced = load.mark()
             load.wait(lambda new: sum(a.status == 200 for a in new) >= 20, since=replaced, timeout=60, what="load")
-            wait_until(lambda: live_reservations(victim.tenant) == 0, timeout=RESERVATION_SECONDS + 10, what="expiry")
-            expired_after = time.monotonic() - killed_at
+            wait_until(
+                lambda: all(live_reservations(w.tenant) == 0 for w in [victim, *loaders]),
+                timeout=RESERVATION_SECONDS + 10, what="the dead requests' reservations to expire",
+            )  # fmt: skip
             status, _, admitted, _ = post_query(server.base, victim.key, ask)
             assert status == 200, admitted
         reply.hold.set()  # the handler of the cut-off call may finish (nobody is listening)
     answers = load.answers
 
     assert cut_off.status is None, cut_off  # no answer: the connection died with the worker
-    assert expired_after <= RESERVATION_SECONDS + 10
     statuses = Counter(a.status for a in answers)
     assert set(statuses) <= {200, None} and statuses[200] >= 40, statuses  # the kill cut some off; no 5xx
     # Money: the cut-off request cost nothing; the admitted one is billed; no reservation is left.
