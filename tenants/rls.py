@@ -117,11 +117,8 @@ class EnableTenantRLS(migrations.operations.base.Operation):
 def owner_writes(schema_editor, table: str) -> Iterator[None]:
     """A migration's data step that writes rows RLS would refuse (global rows): the owner
     lifts FORCE for the length of the migration's transaction. Others wait on the table's
-    lock, so nobody sees it unforced.
-
-    The rows' deferred foreign-key checks run before FORCE comes back: PostgreSQL refuses to
-    ALTER a table with pending trigger events (a fresh database's ``migrate`` failed on it)."""
+    lock, so nobody sees it unforced."""
     schema_editor.execute(f'ALTER TABLE "{table}" NO FORCE ROW LEVEL SECURITY')
     yield
-    schema_editor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    schema_editor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # no deferred checks may wait on the table
     schema_editor.execute(f'ALTER TABLE "{table}" FORCE ROW LEVEL SECURITY')
