@@ -64,6 +64,13 @@ alerts: promtool
 test: lint services-start browser alerts
 	$(VENV)/bin/pytest
 
+# The reliability suite alone (about two minutes; part of `make test`): the product under gunicorn with
+# 2 workers, tenants soaked in parallel, Redis / PostgreSQL / worker faults mid-load, limits under
+# concurrent bursts, no API key in any log line (docs/reliability-suite.md).
+.PHONY: reliability
+reliability: services-start
+	$(VENV)/bin/pytest tests/reliability
+
 clean: services-stop
 	rm -rf var
 

@@ -27,7 +27,9 @@ timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
 graceful_timeout = 20
 accesslog = "-"
 # The access line ends with the request id, which every log line of the request carries.
-access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %({x-request-id}o)s'
+# It names the path without its query string: a client that puts its API key in the URL
+# (`?api_key=...`, which the API refuses) must not have it written to the log.
+access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(f)s" "%(a)s" %({x-request-id}o)s'
 preload_app = False
 
 # JSON lines unless LOG_FORMAT=plain; local development defaults to plain, as its settings do.

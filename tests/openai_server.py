@@ -9,6 +9,8 @@ stand-in the tests use: it replaces the remote LLM, nothing else.
         server.reply(status=500)                             # then a server error
         server.reply(delay=2.0, content="slow")              # then a slow answer
         server.reply(raw=b"{not json")                       # then a malformed body
+        held = server.reply(content="late", hold=threading.Event())  # answered once the test releases it
+        held.arrived.wait(); held.client_port                # the call came (from this local port of the caller)
         held = server.reply_embeddings(status=400, hold=threading.Event())  # next embeddings call
         held.arrived.wait(); held.hold.set()                 # ...waits until released, then fails
         client = openai.OpenAI(base_url=server.base_url, api_key="test")
@@ -27,12 +29,18 @@ import numpy as np
 
 @dataclass
 class Reply:
+    """The answer to one chat completion. With ``hold`` the server answers only once the test
+    sets it; ``arrived`` tells the test the call came, and ``client_port`` from which port."""
+
     content: str | None = None
     usage: tuple[int, int] = (10, 5)
     status: int = 200
     delay: float = 0.0
     raw: bytes | None = None
     json_body: dict | None = None
+    hold: threading.Event | None = None
+    arrived: threading.Event = field(default_factory=threading.Event)
+    client_port: int | None = None
 
 
 @dataclass
@@ -59,10 +67,12 @@ class OpenAIServer:
 
     # -- scripting ----------------------------------------------------------------
 
-    def reply(self, **fields) -> None:
+    def reply(self, **fields) -> Reply:
         """Queue the answer to the next chat completion."""
+        reply = Reply(**fields)
         with self._lock:
-            self._replies.append(Reply(**fields))
+            self._replies.append(reply)
+        return reply
 
     def reply_embeddings(self, **fields) -> EmbeddingReply:
         """Queue the answer to the next embeddings call (by default every call succeeds)."""
@@ -106,6 +116,10 @@ class OpenAIServer:
                     self._embeddings_reply(server._next_embedding(), body)
                 elif self.path.endswith("/chat/completions"):
                     reply = server._next()
+                    if reply.hold is not None:
+                        reply.client_port = self.client_address[1]
+                        reply.arrived.set()
+                        reply.hold.wait(timeout=60)  # released by the test (an Event, not a sleep)
                     if reply.delay:
                         time.sleep(reply.delay)  # upstream latency being simulated, not test synchronisation
                     if reply.raw is not None:

@@ -135,3 +135,32 @@ def test_unscoped_work_runs_as_its_own_role_on_its_own_connection():
     with unscoped_scope():
         assert _fetch("SELECT current_user", using=UNSCOPED_ALIAS) == [(settings.SAASCORE_DB_UNSCOPED_ROLE,)]
     assert _fetch("SELECT current_user") == [(settings.SAASCORE_DB_APP_ROLE,)]
+
+
+def test_a_migrations_global_rows_leave_rls_forced_on_a_fresh_database():
+    """``owner_writes`` (a data migration writing rows RLS would refuse) inserts rows whose
+    foreign keys are checked at commit; FORCE must come back all the same. On a fresh
+    database ``migrate`` failed here ("pending trigger events"), so a fresh clone's tests
+    could not even create their database."""
+    from django.conf import settings
+
+    from tenants.rls import owner_writes
+
+    tenant = make_tenant()
+    default = connections["default"]
+    test_database = default.settings_dict["NAME"]
+    owner = type(default)({**default.settings_dict, **settings.SAASCORE_DB_OWNER, "NAME": test_database})
+    try:
+        owner.set_autocommit(False)
+        with owner.schema_editor(atomic=False) as editor, owner_writes(editor, "ai_routerule"):
+            editor.execute(
+                "INSERT INTO ai_routerule (tenant_id, intent, complexity, model, fallbacks, updated_at) "
+                "VALUES (%s, 'chat', 'low', 'gpt-4o-mini', '[]', now())",
+                [tenant.pk],
+            )
+        with owner.cursor() as cursor:
+            cursor.execute("SELECT relforcerowsecurity FROM pg_class WHERE relname = 'ai_routerule'")
+            assert cursor.fetchone() == (True,)
+    finally:
+        owner.rollback()
+        owner.close()
