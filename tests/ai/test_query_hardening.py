@@ -98,9 +98,7 @@ def test_a_retry_while_the_first_request_runs_is_told_to_wait(api_client, helpde
     assert int(retry["Retry-After"]) >= 1 and rows(tenant) == []
 
 
-def test_a_failed_idempotent_request_can_be_retried_and_is_billed_when_it_answers(
-    api_client, helpdesk, upstream
-):
+def test_a_failed_idempotent_request_can_be_retried_and_is_billed_when_it_answers(api_client, helpdesk, upstream):
     tenant, key = helpdesk()
     with tenant_scope(tenant):
         TenantAISettings.objects.for_tenant(tenant).create(tenant=tenant, local_fallback=False)
