@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from ai import metrics
 from ai.cache import CacheHit, CacheScope, SemanticCache, get_cache
 from ai.cache.entries import CacheEntry
 from ai.cache.pii import personal_data_outside
@@ -27,6 +26,7 @@ from ai.router.service import route_query
 from ai.tenant_settings import TenantAISettings, settings_for
 from billing.admission import admit, release
 from billing.services import Usage, price_usage, usage_record
+from saascore import metrics
 from tenants.models import Tenant
 
 logger = logging.getLogger("saascore.query")

@@ -5,7 +5,7 @@ from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.utils import timezone
 
-from ai.conf import ai_settings
+from saascore.conf import ai_settings
 from saascore.ttl import TTLCache
 from tenants.scoping import TenantOwnedModel
 

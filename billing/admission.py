@@ -24,24 +24,24 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from ai.cache.guard import RedisGuard
-from ai.conf import ai_settings
 from billing.budgets import MICRODOLLAR, budget_for, in_flight
 from billing.models import SpendCounter, SpendReservation
 from billing.services import POSTGRES_UNAVAILABLE, period_of
+from saascore.api.errors import ApiError
+from saascore.conf import ai_settings
+from saascore.redis import keys
+from saascore.redis.guard import RedisGuard
 from tenants.models import Tenant
 from tenants.scoping import tenant_scope
 
 logger = logging.getLogger("saascore.billing")
 
 
-class AdmissionRefused(Exception):
+class AdmissionRefused(ApiError):
     """429 (rate) or 402 (budget), with what refused, the figures and when to retry."""
 
     def __init__(self, status: int, code: str, message: str, details: dict, retry_after: int) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-        self.details, self.retry_after = details, retry_after
+        super().__init__(message, details=details, retry_after=retry_after, status=status, code=code)
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def _rate_check(guard: RedisGuard | None, tenant: Tenant, limit: int | None, now
     if not limit or guard is None:
         return
     window = int(now // 60)
-    key = f"{tenant.redis_tag}:rate:{window}"
+    key = keys.rate_key(tenant.pk, window)
     count = guard.call("rate_limit", lambda client: int(client.eval(_RATE, 1, key, 120)), None)
     if count is None:
         return  # Redis unavailable: not enforced (money is checked in PostgreSQL)

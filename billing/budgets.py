@@ -6,10 +6,10 @@ from decimal import Decimal
 
 from django.db.models import Sum
 
-from ai import metrics
-from ai.conf import ai_settings
 from billing.models import SpendCounter, SpendReservation, TenantBudget
 from billing.pricing import ZERO
+from saascore import metrics
+from saascore.conf import ai_settings
 from saascore.ttl import TTLCache
 from tenants.scoping import tenant_scope
 

@@ -11,8 +11,8 @@ from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import TruncDay
 from django.utils import timezone
 
-from ai.conf import ai_settings
 from billing.models import ModelPrice, UsageRecord
+from saascore.conf import ai_settings
 from saascore.ttl import TTLCache
 from tenants.models import Tenant
 from tenants.scoping import tenant_scope

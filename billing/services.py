@@ -17,12 +17,12 @@ from decimal import Decimal
 
 from django.db import InterfaceError, InternalError, OperationalError, ProgrammingError, connection
 
-from ai import metrics
 from billing import spool_retry
 from billing.budgets import budget_alert_check
 from billing.models import SpendCounter, UsageRecord
 from billing.pricing import ZERO, cost_of
 from billing.spool import DrainReport, Unavailable, drain, spool
+from saascore import metrics
 from tenants.models import Tenant
 from tenants.scoping import tenant_scope
 

@@ -15,11 +15,11 @@ from django.db import connection
 from django.db.utils import DatabaseError
 from django.http import HttpRequest, JsonResponse
 
-from ai.cache.capabilities import server_capabilities
-from ai.cache.connection import redis_client
 from saascore.api.errors import error_response
 from saascore.db.base import client_timeout
 from saascore.ops import ops_allowed
+from saascore.redis.capabilities import server_capabilities
+from saascore.redis.connection import redis_client
 
 PROBE_SECONDS = 2.0
 

@@ -31,11 +31,6 @@ class Tenant(models.Model):
     def __str__(self) -> str:
         return self.slug
 
-    @property
-    def redis_tag(self) -> str:
-        """Hash tag that puts every Redis key of this tenant in one cluster slot."""
-        return f"{{t:{self.pk}}}"
-
 
 class Membership(TenantOwnedModel):
     class Role(models.TextChoices):

@@ -19,7 +19,8 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from ai.cache.guard import RedisGuard
+from saascore.redis import keys
+from saascore.redis.guard import RedisGuard
 
 REPLAY_TTL = 24 * 3600
 MAX_KEY_LENGTH = 255
@@ -67,7 +68,7 @@ class KeyInFlight(Exception):
 
 
 def idempotency_begin(
-    guard: RedisGuard, *, tenant_tag: str, api_key_id: int, user_id: str | None, key: str, request: dict, ttl: int
+    guard: RedisGuard, *, tenant_id: int, api_key_id: int, user_id: str | None, key: str, request: dict, ttl: int
 ) -> Idempotent | Replay:
     """Claim ``key`` for this request, or replay its answer; raises KeyReused / KeyInFlight.
 
@@ -75,7 +76,7 @@ def idempotency_begin(
     """
     scope = _digest(str(api_key_id), user_id or "", key)
     fingerprint = _digest(json.dumps(request, sort_keys=True, separators=(",", ":"), default=str))
-    redis_key = f"{tenant_tag}:idem:{scope}"
+    redis_key = keys.idempotency_key(tenant_id, scope)
     claim = Idempotent(redis_key, fingerprint, "idem-" + _digest(scope, fingerprint), claimed=True)
     pending = json.dumps({"state": "pending", "request": fingerprint})
     held = guard.call("idempotency", lambda client: client.eval(_CLAIM, 1, redis_key, pending, str(ttl)) or False, None)

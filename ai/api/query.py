@@ -17,7 +17,6 @@ from ai.api.idempotency import (
     idempotency_finish,
 )
 from ai.cache import get_cache
-from ai.llm.generate import UpstreamFailed
 from ai.pipeline import answer_query
 from ai.tenant_settings import TenantAISettings, settings_for
 from saascore.api.errors import error_response
@@ -112,7 +111,7 @@ class QueryApi(APIView):
                 raise serializers.ValidationError({"Idempotency-Key": f"1 to {MAX_KEY_LENGTH} printable characters"})
             try:
                 claim = idempotency_begin(
-                    guard, tenant_tag=tenant.redis_tag, api_key_id=request.auth.pk, user_id=data.get("user_id"),
+                    guard, tenant_id=tenant.pk, api_key_id=request.auth.pk, user_id=data.get("user_id"),
                     key=key, request=dict(data), ttl=IDEMPOTENCY_PENDING_SECONDS,
                 )  # fmt: skip
             except KeyReused:
@@ -136,15 +135,6 @@ class QueryApi(APIView):
                 cache_mode=data["cache"],
                 request_id=request.request_id,
                 ledger_id=claim.ledger_id if claim else request.request_id,
-            )
-        except UpstreamFailed as exc:
-            if claim:
-                idempotency_abandon(guard, claim)
-            return error_response(
-                502,
-                "upstream_failed",
-                "No model could answer: every model of the route failed or has no credentials.",
-                {"attempts": [{"model": m, "reason": r} for m, r in exc.attempts], "request_id": request.request_id},
             )
         except BaseException:
             if claim:

@@ -12,14 +12,14 @@ import redis
 from django.core.signals import setting_changed
 
 from ai.cache.backends import BACKENDS
-from ai.cache.breaker import BreakerState
-from ai.cache.capabilities import server_capabilities
-from ai.cache.connection import redis_client
 from ai.cache.judge import HitJudge
 from ai.cache.keys import CacheScope
 from ai.cache.semantic import CacheHit, Lookup, SemanticCache, Stored
-from ai.conf import ai_settings
 from ai.verifier.live import ActiveVerifier
+from saascore.conf import ai_settings
+from saascore.redis.breaker import BreakerState
+from saascore.redis.capabilities import server_capabilities
+from saascore.redis.connection import redis_client
 
 __all__ = ["CacheHit", "CacheScope", "Lookup", "SemanticCache", "Stored", "build_cache", "get_cache"]
 

@@ -35,10 +35,10 @@ from enum import StrEnum
 
 from django.db import DatabaseError, connections, transaction
 
-from ai import metrics
 from ai.cache.models import PendingInvalidation
 from ai.cache.pending import PENDING
 from ai.cache.semantic import SemanticCache
+from saascore import metrics
 from tenants.scoping import tenant_scope
 
 logger = logging.getLogger("saascore.cache")

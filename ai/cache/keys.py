@@ -1,20 +1,12 @@
-"""Cache scopes and the Redis keys they own.
-
-Every key starts with the tenant's hash tag ``{t:<tenant_id>}``: all keys of a
-tenant share one Redis Cluster slot (no CROSSSLOT) and no key of one tenant can
-be named from another tenant's scope. Isolation is by key, not by a filter.
-
-    {t:42}:gen                         the tenant's cache generation (no TTL)
-    {t:42}:e:<scope>:<query hash>      an entry (HASH, with TTL)
-    {t:42}:v:<generation>:<scope>      vector set of one generation and scope
-    {t:42}:idx:<dim>                   RediSearch index over the tenant's entries
-    {t:42}:l:<scope>:<query hash>      single-flight lock
-"""
+"""Cache scopes, normalisation and the query hash. The keys a scope owns are named
+in the one registry of key families, ``saascore/redis/keys.py``."""
 
 import hashlib
 import re
 import unicodedata
 from dataclasses import dataclass
+
+from saascore.redis import keys
 
 _SPACE = re.compile(r"\s+")
 _TRAILING = re.compile(r"[\s?!.。？！]+$")
@@ -41,7 +33,7 @@ class CacheScope:
 
     @property
     def tag(self) -> str:
-        return f"{{t:{self.tenant_id}}}"
+        return keys.tenant_tag(self.tenant_id)
 
     @property
     def digest(self) -> str:
@@ -50,23 +42,22 @@ class CacheScope:
 
     @property
     def generation_key(self) -> str:
-        return generation_key(self.tenant_id)
+        return keys.generation_key(self.tenant_id)
 
     def entry_prefix(self) -> str:
-        return f"{self.tag}:e:{self.digest}:"
+        return keys.entry_prefix(self.tenant_id, self.digest)
 
     def entry_key(self, qhash: str) -> str:
-        return f"{self.entry_prefix()}{qhash}"
+        return keys.entry_key(self.tenant_id, self.digest, qhash)
 
     def vectorset_key(self, generation: int) -> str:
-        return f"{self.tag}:v:{generation}:{self.digest}"
+        return keys.vectorset_key(self.tenant_id, generation, self.digest)
 
     def index_name(self, dim: int) -> str:
-        return f"{self.tag}:idx:{dim}"
+        return keys.index_name(self.tenant_id, dim)
 
     def lock_key(self, qhash: str) -> str:
-        return f"{self.tag}:l:{self.digest}:{qhash}"
+        return keys.lock_key(self.tenant_id, self.digest, qhash)
 
 
-def generation_key(tenant_id: int) -> str:
-    return f"{{t:{tenant_id}}}:gen"
+generation_key = keys.generation_key

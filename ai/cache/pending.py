@@ -12,7 +12,7 @@ import itertools
 import threading
 from collections.abc import Iterable
 
-from ai import metrics
+from saascore import metrics
 
 
 class PendingTenants:

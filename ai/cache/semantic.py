@@ -30,16 +30,16 @@ from dataclasses import dataclass
 import numpy as np
 import redis
 
-from ai import metrics
 from ai.cache.backends import VectorIndex
-from ai.cache.breaker import CircuitBreaker
 from ai.cache.entries import FETCH_FIELDS, CacheEntry
-from ai.cache.guard import RedisGuard
 from ai.cache.judge import HitJudge, Verdict
 from ai.cache.keys import CacheScope, generation_key, query_hash
 from ai.cache.pending import PENDING, PendingTenants
 from ai.cache.pii import personal_data_kinds, personal_data_outside
 from ai.cache.singleflight import Flight, take_off
+from saascore import metrics
+from saascore.redis.breaker import CircuitBreaker
+from saascore.redis.guard import RedisGuard
 
 logger = logging.getLogger("saascore.cache")
 

@@ -22,8 +22,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ai.cache.guard import RedisGuard
-from ai.conf import ai_settings
+from saascore.conf import ai_settings
+from saascore.redis.guard import RedisGuard
 
 # Lead: take the lock and clear the "done" of an earlier flight of the same question.
 _ACQUIRE = """

@@ -6,9 +6,9 @@ import threading
 
 from django.core.signals import setting_changed
 
-from ai.conf import ai_settings
 from ai.embeddings.base import Embedder, Embeddings, l2_normalise
 from ai.embeddings.memo import MemoEmbedder
+from saascore.conf import ai_settings
 
 __all__ = ["Embedder", "Embeddings", "build_embedder", "get_embedder", "l2_normalise"]
 

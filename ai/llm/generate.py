@@ -11,8 +11,6 @@ from decimal import Decimal
 
 import openai
 
-from ai import metrics
-from ai.conf import ai_settings
 from ai.embeddings.local import local_embedder
 from ai.llm.extractive import MODEL as LOCAL_MODEL
 from ai.llm.extractive import extract_answer
@@ -20,6 +18,9 @@ from ai.llm.providers import provider_client
 from ai.rag.retrieval import RetrievedChunk
 from billing.models import MILLION, ModelPrice
 from billing.selectors import price_at
+from saascore import metrics
+from saascore.api.errors import ApiError
+from saascore.conf import ai_settings
 
 logger = logging.getLogger("saascore.llm")
 
@@ -30,9 +31,16 @@ SYSTEM_PROMPT = (
 MAX_OUTPUT_TOKENS = 500
 
 
-class UpstreamFailed(Exception):
+class UpstreamFailed(ApiError):
+    """Every model of the chain failed (502), with each attempt's reason."""
+
+    status, code = 502, "upstream_failed"
+
     def __init__(self, attempts: list[tuple[str, str]]) -> None:
-        super().__init__("; ".join(f"{model}: {reason}" for model, reason in attempts) or "no model could answer")
+        super().__init__(
+            "No model could answer: every model of the route failed or has no credentials.",
+            details={"attempts": [{"model": model, "reason": reason} for model, reason in attempts]},
+        )
         self.attempts = attempts
 
 

@@ -11,7 +11,7 @@ import threading
 
 import openai
 
-from ai.conf import ai_settings
+from saascore.conf import ai_settings
 
 _clients: dict[tuple[str, str | None, str], openai.OpenAI] = {}
 _lock = threading.Lock()

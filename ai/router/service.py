@@ -11,9 +11,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from ai import metrics
 from ai.cache.pii import contains_personal_data
-from ai.conf import ai_settings
 from ai.llm.providers import provider_client
 from ai.router.decisions import CacheStrategy, Complexity, Intent, RoutingDecision
 from ai.router.examples import example_set_for
@@ -22,6 +20,8 @@ from ai.router.local import route_locally
 from ai.router.table import route_for
 from ai.tenant_settings import TenantAISettings
 from billing.selectors import price_at
+from saascore import metrics
+from saascore.conf import ai_settings
 from tenants.models import Tenant
 
 logger = logging.getLogger("saascore.router")

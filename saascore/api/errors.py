@@ -19,6 +19,31 @@ from saascore.db.base import database_unavailable
 
 logger = logging.getLogger("saascore.errors")
 
+
+class ApiError(Exception):
+    """An error the product answers on purpose, with a status and a code a client can act on.
+
+    Raise a subclass anywhere below a view (billing's ``AdmissionRefused``, ai's
+    ``UpstreamFailed``); the exception handler answers it in the one error shape,
+    with ``Retry-After`` when ``retry_after`` is set.
+    """
+
+    status: int = 400
+    code: str = "error"
+
+    def __init__(
+        self, message: str, *, details: dict | None = None, retry_after: int | None = None, status: int | None = None,
+        code: str | None = None,
+    ) -> None:  # fmt: skip
+        super().__init__(message)
+        self.message, self.details, self.retry_after = message, details or {}, retry_after
+        self.status, self.code = status or self.status, code or self.code
+
+    def response(self) -> JsonResponse:
+        headers = {"Retry-After": str(max(1, self.retry_after))} if self.retry_after is not None else None
+        return error_response(self.status, self.code, self.message, self.details, headers)
+
+
 API_PREFIXES = ("/api/", "/health/", "/metrics")
 
 _MESSAGES = {
@@ -71,15 +96,11 @@ def database_unavailable_response() -> JsonResponse:
 
 def exception_handler(exc, context):
     """DRF's handler, with our body shape; unexpected exceptions become a logged 500."""
-    from billing.admission import AdmissionRefused
-
     if database_unavailable(exc):
         logger.warning("database unavailable: %s: %s", type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
         return database_unavailable_response()
-    if isinstance(exc, AdmissionRefused):
-        return error_response(
-            exc.status, exc.code, exc.message, exc.details, {"Retry-After": str(max(1, exc.retry_after))}
-        )
+    if isinstance(exc, ApiError):
+        return exc.response()
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):

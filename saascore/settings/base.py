@@ -262,6 +262,6 @@ OPS_TOKEN = env("OPS_TOKEN")
 OPS_ENDPOINTS_PUBLIC = False
 
 # --- Metrics ---------------------------------------------------------------------------
-# Product settings (ai/conf.py); METRICS_TENANT_ALLOWLIST: comma-separated tenant slugs
+# Product settings (saascore/conf.py); METRICS_TENANT_ALLOWLIST: comma-separated tenant slugs
 # that get their own `tenant` label on the query and money series (others: "other").
 AI = {"METRICS_TENANT_ALLOWLIST": env_list("METRICS_TENANT_ALLOWLIST")}

@@ -90,7 +90,7 @@ def test_a_retry_while_the_first_request_runs_is_told_to_wait(api_client, helpde
         api_key = ApiKey.objects.for_tenant(tenant).get()
     # The first request with this key is running (it claimed the key and has not answered).
     idempotency_begin(
-        get_cache().guard, tenant_tag=tenant.redis_tag, api_key_id=api_key.pk, user_id=None, key="k-1",
+        get_cache().guard, tenant_id=tenant.pk, api_key_id=api_key.pk, user_id=None, key="k-1",
         request={"query": PASSWORD, "cache": "auto"}, ttl=60,
     )  # fmt: skip
     retry = ask(api_client, key, PASSWORD, {"HTTP_IDEMPOTENCY_KEY": "k-1"})

@@ -2,9 +2,9 @@
 
 import pytest
 
-from ai.conf import ai_settings
 from ai.rag.ingest import documents_bulk_upsert
 from ai.rag.models import Document
+from saascore.conf import ai_settings
 from tenants.scoping import tenant_scope
 from tests.factories import make_key, make_tenant
 

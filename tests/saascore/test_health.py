@@ -1,6 +1,6 @@
 import pytest
 
-from ai.cache import capabilities as capabilities_module
+from saascore.redis import capabilities as capabilities_module
 
 pytestmark = pytest.mark.django_db
 

@@ -150,7 +150,7 @@ def _tenant_labels(text: str) -> set[str]:
 
 def test_product_labels_are_bounded():
     """No series of ours is labelled by anything a caller chooses (query text, user or request ids)."""
-    from ai import metrics
+    from saascore import metrics
 
     labels = {name for value in vars(metrics).values() if hasattr(value, "_labelnames") for name in value._labelnames}
     assert "tenant" in labels and not labels & {"query", "user", "user_id", "request_id", "tenant_id"}

@@ -11,7 +11,7 @@ import yaml
 from django_prometheus.middleware import Metrics
 from prometheus_client import REGISTRY
 
-import ai.metrics  # noqa: F401  (registers the product's series)
+import saascore.metrics  # noqa: F401  (registers the product's series)
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 SERIES = re.compile(r"\b(?:saascore|django)_[a-z0-9_]+")

@@ -13,6 +13,7 @@ from redis.commands.search.query import Query
 
 from ai.cache.entries import SCOPE_FIELD, VECTOR_FIELD
 from ai.cache.keys import CacheScope
+from saascore.redis import keys
 
 GENERATION_FIELD = "g"
 # RediSearch's default EF_RUNTIME (10) found the neighbour of a third of the probes at 100k entries.
@@ -33,7 +34,7 @@ class RediSearchIndex:
             return name
         try:
             client.execute_command(
-                "FT.CREATE", name, "ON", "HASH", "PREFIX", 1, f"{scope.tag}:e:",
+                "FT.CREATE", name, "ON", "HASH", "PREFIX", 1, keys.entry_prefix(scope.tenant_id),
                 "SCHEMA",
                 SCOPE_FIELD, "TAG",
                 GENERATION_FIELD, "TAG",

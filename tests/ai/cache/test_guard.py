@@ -13,10 +13,10 @@ import redis
 from ai.cache import build_cache
 from ai.cache import semantic as semantic_module
 from ai.cache.backends.vectorset import VectorSetIndex
-from ai.cache.breaker import BreakerState, CircuitBreaker
 from ai.cache.entries import CacheEntry
 from ai.cache.keys import CacheScope
 from ai.cache.semantic import SemanticCache
+from saascore.redis.breaker import BreakerState, CircuitBreaker
 from tests.ai.cache.vectors import vec
 from tests.factories import auth
 from tests.redis_servers import private_redis

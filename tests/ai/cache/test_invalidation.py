@@ -19,7 +19,6 @@ import redis
 from django.contrib.auth import get_user_model
 
 from ai.cache import get_cache, invalidation
-from ai.cache.breaker import BreakerState
 from ai.cache.invalidation import FlushOutcome, cache_flush, invalidation_record, invalidations_sweep
 from ai.cache.keys import generation_key
 from ai.cache.models import PendingInvalidation
@@ -27,6 +26,7 @@ from ai.cache.pending import PENDING
 from ai.cache.sweeper import sweeper_stop
 from ai.rag.ingest import document_update, documents_bulk_upsert
 from ai.tenant_settings import TenantAISettings
+from saascore.redis.breaker import BreakerState
 from tenants.scoping import tenant_scope, unscoped_scope
 from tests.ai.rag.test_document_changes import NEW_TEXT, ask, assert_nothing_of, the_document
 from tests.billing.spool_tools import postgres_unreachable

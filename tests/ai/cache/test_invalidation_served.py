@@ -14,9 +14,9 @@ import time
 import pytest
 
 from ai.cache import get_cache
-from ai.cache.breaker import BreakerState
 from ai.cache.keys import CacheScope
 from ai.rag.ingest import document_update
+from saascore.redis.breaker import BreakerState
 from tests.ai.cache.test_invalidation import generation, pending_rows
 from tests.ai.rag.test_document_changes import NEW_TEXT, QUESTION, sentences, the_document
 from tests.redis_servers import paused, private_redis

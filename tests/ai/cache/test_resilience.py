@@ -7,11 +7,11 @@ import pytest
 import redis
 
 from ai.cache import build_cache
-from ai.cache.breaker import BreakerState, CircuitBreaker
-from ai.cache.connection import redis_client
 from ai.cache.entries import CacheEntry
 from ai.cache.keys import CacheScope, query_hash
 from ai.cache.semantic import SemanticCache
+from saascore.redis.breaker import BreakerState, CircuitBreaker
+from saascore.redis.connection import redis_client
 from tests.ai.cache.vectors import vec
 from tests.redis_servers import private_redis
 

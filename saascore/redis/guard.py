@@ -22,8 +22,8 @@ from typing import TypeVar
 
 import redis
 
-from ai import metrics
-from ai.cache.breaker import BreakerState, CircuitBreaker
+from saascore import metrics
+from saascore.redis.breaker import BreakerState, CircuitBreaker
 
 logger = logging.getLogger("saascore.cache")
 T = TypeVar("T")

@@ -11,7 +11,7 @@ worker, merged by ``/metrics``): gauges say how to merge the workers' values.
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from ai.conf import ai_settings
+from saascore.conf import ai_settings
 
 OTHER_TENANT = "other"
 

@@ -5,7 +5,7 @@ import threading
 import redis
 from django.conf import settings
 
-from ai.conf import ai_settings
+from saascore.conf import ai_settings
 
 _clients: dict[str, redis.Redis] = {}
 _lock = threading.Lock()

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import redis
 
-from ai.conf import ai_settings
+from saascore.conf import ai_settings
 
 logger = logging.getLogger("saascore.cache")
 

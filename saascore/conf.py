@@ -1,6 +1,6 @@
 """The ``AI`` settings dict, read through one accessor (as DRF's ``api_settings``).
 
-from ai.conf import ai_settings
+from saascore.conf import ai_settings
 ai_settings.REDIS_SOCKET_TIMEOUT
 """
 

@@ -1,0 +1,54 @@
+"""Every Redis key family of the product, in one registry.
+
+Every key starts with its tenant's hash tag ``{t:<tenant_id>}``: all keys of a
+tenant share one Redis Cluster slot (no CROSSSLOT), and no key of one tenant can
+be named from another tenant's request. Isolation is by key, not by a filter.
+
+    {t:42}:gen                         the tenant's cache generation (no TTL)         ai/cache
+    {t:42}:e:<scope>:<query hash>      a cache entry (HASH, with TTL)                   ai/cache
+    {t:42}:v:<generation>:<scope>      vector set of one generation and scope           ai/cache
+    {t:42}:idx:<dim>                   RediSearch index over the tenant's entries       ai/cache
+    {t:42}:l:<scope>:<query hash>      single-flight lock (and ``...:done``)            ai/cache
+    {t:42}:idem:<scope>                an Idempotency-Key's claim or stored answer      ai/api
+    {t:42}:rate:<minute>               requests counted in one minute                   billing
+
+``<scope>`` is a digest (of embedder and end user, or of API key, user and key):
+never a value a client sent, so no client string reaches a key name.
+"""
+
+
+def tenant_tag(tenant_id: int) -> str:
+    """The hash tag that puts every key of a tenant in one cluster slot."""
+    return f"{{t:{int(tenant_id)}}}"
+
+
+def generation_key(tenant_id: int) -> str:
+    return f"{tenant_tag(tenant_id)}:gen"
+
+
+def entry_key(tenant_id: int, scope: str, query_hash: str) -> str:
+    return f"{tenant_tag(tenant_id)}:e:{scope}:{query_hash}"
+
+
+def entry_prefix(tenant_id: int, scope: str = "") -> str:
+    return f"{tenant_tag(tenant_id)}:e:{scope}" + (":" if scope else "")
+
+
+def vectorset_key(tenant_id: int, generation: int, scope: str) -> str:
+    return f"{tenant_tag(tenant_id)}:v:{generation}:{scope}"
+
+
+def index_name(tenant_id: int, dim: int) -> str:
+    return f"{tenant_tag(tenant_id)}:idx:{dim}"
+
+
+def lock_key(tenant_id: int, scope: str, query_hash: str) -> str:
+    return f"{tenant_tag(tenant_id)}:l:{scope}:{query_hash}"
+
+
+def idempotency_key(tenant_id: int, scope: str) -> str:
+    return f"{tenant_tag(tenant_id)}:idem:{scope}"
+
+
+def rate_key(tenant_id: int, minute: int) -> str:
+    return f"{tenant_tag(tenant_id)}:rate:{minute}"
