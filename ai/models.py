@@ -3,7 +3,7 @@
 from ai.cache.models import PendingInvalidation
 from ai.rag.models import Chunk, Document
 from ai.router.models import RouterExample, RouteRule
-from ai.tenant_settings import TenantAISettings, TenantSettingsChange
+from ai.tenant_settings.models import TenantAISettings, TenantSettingsChange
 from ai.verifier.models import LabelledPair, VerifierModel
 
 __all__ = [

@@ -23,7 +23,8 @@ from ai.llm.generate import Generation, UpstreamFailed, chain_deadline, generate
 from ai.rag.retrieval import retrieve
 from ai.router.decisions import Intent, RoutingDecision
 from ai.router.service import route_query
-from ai.tenant_settings import TenantAISettings, settings_for
+from ai.tenant_settings.models import TenantAISettings
+from ai.tenant_settings.selectors import settings_for
 from billing.admission import admit, release
 from billing.services import Usage, price_usage, usage_record
 from saascore import metrics

@@ -99,10 +99,11 @@ def redis_flush() -> None:
 
 def tenant_setup(*, slug: str, name: str, documents: list[dict], examples: list[dict], settings: dict):
     """A tenant with its documents ingested, its router examples, its AI settings, no rate limit, an API key."""
-    from ai.rag.ingest import document_ingest, documents_bulk_upsert
+    from ai.rag.ingestion import document_ingest
     from ai.rag.models import Document
+    from ai.rag.services import documents_bulk_upsert
     from ai.router.io import router_examples_import
-    from ai.tenant_settings import TenantAISettings
+    from ai.tenant_settings.models import TenantAISettings
     from billing.models import TenantBudget
     from tenants.models import Tenant
     from tenants.scoping import tenant_scope

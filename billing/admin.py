@@ -1,16 +1,7 @@
 from django.contrib import admin
 
-from billing.models import ModelPrice, TenantBudget, UsageRecord
-from tenants.admin import OperatorOnlyAdmin, TenantOwnedAdmin
-
-
-@admin.register(ModelPrice)
-class ModelPriceAdmin(OperatorOnlyAdmin):
-    list_display = ["model", "provider", "input_per_million", "output_per_million", "effective_from"]
-    list_filter = ["provider", "model"]
-
-    def has_change_permission(self, request, obj=None):
-        return False  # a price change is a new row: history is never rewritten
+from billing.models import TenantBudget, UsageRecord
+from tenants.admin import TenantOwnedAdmin
 
 
 @admin.register(TenantBudget)

@@ -7,7 +7,7 @@ from decimal import Decimal
 from django.db.models import Sum
 
 from billing.models import SpendCounter, SpendReservation, TenantBudget
-from billing.pricing import ZERO
+from catalog.pricing import ZERO
 from saascore import metrics
 from saascore.conf import ai_settings
 from saascore.ttl import TTLCache

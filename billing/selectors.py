@@ -1,4 +1,4 @@
-"""Billing reads: prices, and the usage ledger summed for APIs, dashboard and reports.
+"""Billing reads: the usage ledger summed for APIs, dashboard and reports.
 
 Every figure is a sum over ``UsageRecord`` rows in SQL, in Decimal: the API, the
 dashboard and ``billing_report`` read the same functions, so they agree.
@@ -9,34 +9,15 @@ from decimal import Decimal
 
 from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import TruncDay
-from django.utils import timezone
 
-from billing.models import ModelPrice, UsageRecord
+from billing.models import UsageRecord
+from catalog.selectors import price_at
 from saascore.conf import ai_settings
-from saascore.ttl import TTLCache
 from tenants.models import Tenant
 from tenants.scoping import tenant_scope
 
 HIT_SOURCES = (UsageRecord.Source.CACHE_EXACT, UsageRecord.Source.CACHE_SEMANTIC)
 ZERO = Decimal(0)
-
-
-def model_names() -> set[str]:
-    return set(ModelPrice.objects.values_list("model", flat=True).distinct())
-
-
-def price_at(*, model: str, when: datetime | None = None) -> ModelPrice | None:
-    """The price in force for ``model`` at ``when`` (default: now)."""
-    when = when or timezone.now()
-    return next((price for price in _prices_of(model) if price.effective_from <= when), None)
-
-
-def _prices_of(model: str) -> list[ModelPrice]:
-    """The model's prices, newest first (cached per process for ``AI["ROW_CACHE_SECONDS"]``)."""
-    return _prices.get(model, lambda: list(ModelPrice.objects.filter(model=model).order_by("-effective_from")))
-
-
-_prices = TTLCache("model-prices", lambda: ai_settings.ROW_CACHE_SECONDS).forget_on_change(ModelPrice)
 
 
 def day_range(start: date, end: date) -> tuple[datetime, datetime]:
@@ -142,22 +123,10 @@ def top_cached_questions(*, tenant: Tenant, start: date, end: date, limit: int =
         return [{"question": r["cached_question"], "hits": r["hits"], "saved": r["saved"] or ZERO} for r in rows]
 
 
-def most_expensive_route_model(tenant: Tenant) -> str:
-    """The priciest model of the tenant's route table (by output, then input price per token)."""
-    from ai.router.models import RouteRule
-
-    with tenant_scope(tenant):
-        names = set(RouteRule.objects.visible_to(tenant).values_list("model", flat=True))
-    prices = [p for p in (price_at(model=name) for name in names) if p is not None]
-    if not prices:
-        return "gpt-4o"
-    return max(prices, key=lambda p: (p.output_per_million, p.input_per_million)).model
-
-
 def roi_report(*, tenant: Tenant, start: date, end: date) -> dict:
-    """Actual cost against the naive baseline: every request answered by the tenant's most
-    expensive route model, no cache (the tokens of each answer, fresh or cached, at that price)."""
-    baseline_model = most_expensive_route_model(tenant)
+    """Actual cost against the naive baseline: every request answered by one premium model
+    (``AI["BASELINE_MODEL"]``), no cache (the tokens of each answer, fresh or cached, at that price)."""
+    baseline_model = ai_settings.BASELINE_MODEL
     price = price_at(model=baseline_model)
     summary = usage_summary(tenant=tenant, start=start, end=end)
     with tenant_scope(tenant):

@@ -20,8 +20,8 @@ from django.db import InterfaceError, InternalError, OperationalError, Programmi
 from billing import spool_retry
 from billing.budgets import budget_alert_check
 from billing.models import SpendCounter, UsageRecord
-from billing.pricing import ZERO, cost_of
 from billing.spool import DrainReport, Unavailable, drain, spool
+from catalog.pricing import ZERO, cost_of
 from saascore import metrics
 from tenants.models import Tenant
 from tenants.scoping import tenant_scope

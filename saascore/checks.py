@@ -5,11 +5,29 @@ They run with ``manage.py check --database default``, before ``migrate``, and in
 gunicorn's ``on_starting`` hook.
 """
 
+from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 from django.db import connections
 from django.db.utils import OperationalError
 
+from saascore.conf import DEFAULTS
+
 MIN_PGVECTOR = (0, 8)
+
+
+@register()
+def check_ai_settings(app_configs=None, **kwargs):
+    """A typo inside ``settings.AI`` is an error, not a default silently used (as DRF's settings)."""
+    unknown = sorted(set(getattr(settings, "AI", {}) or {}) - set(DEFAULTS))
+    if not unknown:
+        return []
+    return [
+        Error(
+            f"Unknown key(s) in settings.AI: {', '.join(unknown)}.",
+            hint="The known keys, their defaults and meanings are in saascore/conf.py (DEFAULTS).",
+            id="saascore.E010",
+        )
+    ]
 
 
 def _version(text: str) -> tuple[int, ...]:

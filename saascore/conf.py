@@ -51,6 +51,9 @@ DEFAULTS: dict[str, Any] = {
     # label in the metrics; every other tenant is `other`. Keep it short: each
     # entry multiplies those series.
     "METRICS_TENANT_ALLOWLIST": [],
+    # The naive baseline of the savings report (billing_report, the ROI figures): every
+    # request answered by this model, with no cache.
+    "BASELINE_MODEL": "gpt-4o",
 }
 
 

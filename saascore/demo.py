@@ -56,8 +56,9 @@ def _admin(previous: dict) -> dict:
 
 def _documents(tenant: Tenant) -> None:
     """The tenant's demo documents, ingested now (no worker needed for the demo)."""
-    from ai.rag.ingest import document_ingest, documents_bulk_upsert
+    from ai.rag.ingestion import document_ingest
     from ai.rag.models import Document
+    from ai.rag.services import documents_bulk_upsert
     from tenants.scoping import tenant_scope
 
     rows = [json.loads(line) for line in (DEMO_DIR / DEMO_DOCUMENTS[tenant.slug]).read_text().splitlines() if line]

@@ -68,7 +68,7 @@ def seed_data(request):
         return
     request.getfixturevalue("transactional_db" if marker and marker.kwargs.get("transaction") else "db")
     from ai.router.table import route_rules_seed
-    from billing.catalog import catalog_seed
+    from catalog.seed import catalog_seed
     from tenants.scoping import unscoped_scope
 
     catalog_seed()  # not tenant-owned: inside the test's transaction, like the test's own rows
@@ -82,7 +82,7 @@ DEMO_DOCS = Path(__file__).resolve().parents[1] / "ai" / "rag" / "demo" / "acme_
 @pytest.fixture
 def helpdesk(transactional_db):
     """A tenant with the Acme help centre ingested, the starter router examples, and an API key."""
-    from ai.rag.ingest import documents_bulk_upsert
+    from ai.rag.services import documents_bulk_upsert
     from ai.router.examples import forget_example_sets
     from ai.router.io import STARTER_EXAMPLES, parse_lines, router_examples_import
     from ai.router.table import forget_route_tables

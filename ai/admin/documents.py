@@ -1,13 +1,13 @@
 """Documents in the operator console. Every write goes through the services of
-``ai.rag.ingest``, so an edit here retires the old chunks, queues ingestion and
+``ai.rag.services``, so an edit here retires the old chunks, queues ingestion and
 invalidates the tenant's cache exactly as the API does."""
 
 from django import forms
 from django.contrib import admin, messages
 
-from ai.rag.ingest import document_create, document_delete, document_reingest, document_update
 from ai.rag.models import Document
 from ai.rag.selectors import document_title_taken
+from ai.rag.services import document_create, document_delete, document_reingest, document_update
 from tenants.admin import TenantOwnedAdmin
 
 EDITABLE = ("title", "source", "content")

@@ -13,7 +13,7 @@ from ai.router.examples import router_example_save
 from ai.router.io import as_json_lines, example_rows, parse_lines, router_examples_import
 from ai.router.models import RouterExample, RouteRule
 from ai.router.service import route_query
-from ai.tenant_settings import settings_for
+from ai.tenant_settings.selectors import settings_for
 from tenants.access import request_tenants_managed
 from tenants.admin import TenantOwnedAdmin
 from tenants.models import Tenant

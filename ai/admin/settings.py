@@ -13,7 +13,8 @@ from ai.cache import CacheScope, get_cache
 from ai.cache.invalidation import FlushOutcome, cache_flush
 from ai.cache.selectors import invalidation_pending_since
 from ai.embeddings import get_embedder
-from ai.tenant_settings import TenantAISettings, TenantSettingsChange, tenant_settings_save
+from ai.tenant_settings.models import TenantAISettings, TenantSettingsChange
+from ai.tenant_settings.services import tenant_settings_save
 from billing.selectors import usage_since
 from tenants.access import request_tenants_managed
 from tenants.admin import TenantOwnedAdmin

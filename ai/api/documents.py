@@ -6,9 +6,9 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ai.rag.ingest import document_create, document_delete, document_update, documents_bulk_upsert
 from ai.rag.models import Document
 from ai.rag.selectors import document_get, document_list
+from ai.rag.services import document_create, document_delete, document_update, documents_bulk_upsert
 from saascore.api.errors import error_response
 from saascore.api.fields import StrictCharField
 from saascore.api.parsers import JsonLinesParser

@@ -18,7 +18,8 @@ from ai.api.idempotency import (
 )
 from ai.cache import get_cache
 from ai.pipeline import answer_query
-from ai.tenant_settings import TenantAISettings, settings_for
+from ai.tenant_settings.models import TenantAISettings
+from ai.tenant_settings.selectors import settings_for
 from saascore.api.errors import error_response
 from saascore.api.schema import error_doc
 from tenants.authentication import request_tenant

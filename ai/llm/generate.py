@@ -16,8 +16,8 @@ from ai.llm.extractive import MODEL as LOCAL_MODEL
 from ai.llm.extractive import extract_answer
 from ai.llm.providers import provider_client
 from ai.rag.retrieval import RetrievedChunk
-from billing.models import MILLION, ModelPrice
-from billing.selectors import price_at
+from catalog.models import MILLION, ModelPrice
+from catalog.selectors import price_at
 from saascore import metrics
 from saascore.api.errors import ApiError
 from saascore.conf import ai_settings

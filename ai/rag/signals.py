@@ -6,7 +6,7 @@ from django.db.models.signals import post_delete, post_save
 
 from ai.cache.invalidation import invalidation_record
 from ai.rag.models import Document
-from ai.tenant_settings import TenantAISettings
+from ai.tenant_settings.models import TenantAISettings
 
 
 def _on_change(sender, instance, using: str, **kwargs) -> None:

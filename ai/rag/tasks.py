@@ -2,7 +2,7 @@
 
 from django_tasks import task
 
-from ai.rag.ingest import document_ingest
+from ai.rag.ingestion import document_ingest
 
 
 @task()

@@ -68,7 +68,7 @@ class RouteRule(TenantOrGlobalModel):
         return f"{self.intent}/{self.complexity} -> {self.model}"
 
     def clean(self) -> None:
-        from billing.selectors import model_names
+        from catalog.selectors import model_names
 
         known = model_names()
         if not isinstance(self.fallbacks, list) or not all(isinstance(m, str) for m in self.fallbacks):

@@ -18,8 +18,8 @@ from ai.router.examples import example_set_for
 from ai.router.llm import RouterError, llm_route
 from ai.router.local import route_locally
 from ai.router.table import route_for
-from ai.tenant_settings import TenantAISettings
-from billing.selectors import price_at
+from ai.tenant_settings.models import TenantAISettings
+from catalog.selectors import price_at
 from saascore import metrics
 from saascore.conf import ai_settings
 from tenants.models import Tenant

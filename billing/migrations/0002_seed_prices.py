@@ -1,6 +1,6 @@
 from django.db import migrations
 
-from billing.catalog import catalog_seed
+from catalog.seed import catalog_seed
 
 
 def seed(apps, schema_editor):

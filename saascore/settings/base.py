@@ -53,8 +53,9 @@ INSTALLED_APPS = [
     "django_tasks",
     "django_tasks_db",
     "tenants",
-    "ai",
+    "catalog",
     "billing",
+    "ai",
 ]
 
 MIDDLEWARE = [

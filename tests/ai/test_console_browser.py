@@ -4,7 +4,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from ai.rag.models import Document
-from ai.tenant_settings import TenantAISettings
+from ai.tenant_settings.models import TenantAISettings
 from tenants.models import Membership
 from tenants.scoping import tenant_scope
 from tests.browser import browser_page, screenshot
@@ -88,5 +88,5 @@ def test_a_tenant_admin_cannot_open_another_tenants_objects(helpdesk, live_serve
         screenshot(page, "admin-tenant-admin-refused")
         response = page.goto(f"{live_server.url}/admin/ai/document/{their_document.pk}/change/")
         assert response.status == 404
-        response = page.goto(f"{live_server.url}/admin/billing/modelprice/")
+        response = page.goto(f"{live_server.url}/admin/catalog/modelprice/")
         assert response.status == 403

@@ -9,7 +9,7 @@ from django_tasks_db.models import DBTaskResult
 from ai.cache import get_cache
 from ai.cache.keys import generation_key
 from ai.rag.models import Chunk, Document, content_hash
-from ai.tenant_settings import TenantAISettings
+from ai.tenant_settings.models import TenantAISettings
 from tenants.models import Membership
 from tenants.scoping import tenant_scope
 from tests.factories import auth, make_tenant

@@ -12,7 +12,7 @@ from ai.cache.entries import CacheEntry
 from ai.embeddings import get_embedder
 from ai.rag.models import Document
 from ai.router.models import RouterExample
-from ai.tenant_settings import TenantAISettings, TenantSettingsChange
+from ai.tenant_settings.models import TenantAISettings, TenantSettingsChange
 from tenants.models import Membership
 from tenants.scoping import tenant_scope, unscoped_scope
 from tests.factories import auth, make_tenant
@@ -139,7 +139,7 @@ def test_a_tenant_admin_sees_and_changes_only_their_own_tenant(client):
     assert client.post(f"/admin/ai/tenantaisettings/{their_settings.pk}/flush/").status_code == 404
     assert client.get(f"/admin/ai/document/{their_doc.pk}/change/").status_code == 404
     assert "Their secret" not in client.get("/admin/ai/document/").content.decode()
-    assert client.get("/admin/billing/modelprice/").status_code == 403  # operators' data
+    assert client.get("/admin/catalog/modelprice/").status_code == 403  # operators' data
     tenants = client.get("/admin/tenants/tenant/").content.decode()  # their own tenant, read-only
     assert f"/tenant/{mine.pk}/change/" in tenants and f"/tenant/{theirs.pk}/change/" not in tenants
     with tenant_scope(theirs):

@@ -7,7 +7,7 @@ import pytest
 from django.db import transaction
 
 from ai.rag.models import Document
-from ai.tenant_settings import TenantAISettings
+from ai.tenant_settings.models import TenantAISettings
 from billing.models import UsageRecord
 from tenants.scoping import tenant_scope
 from tests.factories import auth

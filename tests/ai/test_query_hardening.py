@@ -9,7 +9,7 @@ import pytest
 
 from ai.api.idempotency import idempotency_begin
 from ai.cache import get_cache
-from ai.tenant_settings import TenantAISettings
+from ai.tenant_settings.models import TenantAISettings
 from billing.models import TenantBudget, UsageRecord
 from tenants.models import ApiKey
 from tenants.scoping import tenant_scope

@@ -5,7 +5,8 @@ from decimal import Decimal
 import pytest
 from django.contrib.auth import get_user_model
 
-from billing.models import ModelPrice, TenantBudget
+from billing.models import TenantBudget
+from catalog.models import ModelPrice
 from tenants.models import Membership
 from tenants.scoping import tenant_scope
 from tenants.services import membership_set
@@ -45,7 +46,7 @@ def test_a_tenant_admin_reads_their_budget_but_an_operator_alone_changes_limits_
     assert client.post(url, {**UNLIMITED, "tenant": budget.tenant.pk}).status_code == 403
     assert client.post(f"/admin/billing/tenantbudget/{budget.pk}/delete/", {"post": "yes"}).status_code == 403
     assert client.get("/admin/billing/tenantbudget/add/").status_code == 403
-    assert client.get("/admin/billing/modelprice/add/").status_code == 403
+    assert client.get("/admin/catalog/modelprice/add/").status_code == 403
     after = _budget(budget.tenant)
     assert (after.requests_per_minute, after.monthly_spend_limit, after.max_request_cost) == (
         60, Decimal(25), Decimal("0.05")
@@ -61,5 +62,5 @@ def test_a_tenant_admin_reads_their_budget_but_an_operator_alone_changes_limits_
     )  # fmt: skip
     price = {"model": "acme-large", "provider": "openai", "input_per_million": "2", "output_per_million": "8",
              "effective_from_0": "2026-11-28", "effective_from_1": "00:00:00"}  # fmt: skip
-    assert client.post("/admin/billing/modelprice/add/", price).status_code == 302
+    assert client.post("/admin/catalog/modelprice/add/", price).status_code == 302
     assert ModelPrice.objects.filter(model="acme-large").exists()

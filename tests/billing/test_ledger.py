@@ -5,9 +5,10 @@ from decimal import Decimal
 import pytest
 from django.db import connection
 
-from billing.models import ModelPrice, UsageRecord
+from billing.models import UsageRecord
 from billing.services import Usage, spool_flush, usage_record
 from billing.spool import spooled_files
+from catalog.models import ModelPrice
 from tenants.scoping import tenant_scope
 from tests.billing.conftest import NOW, record
 from tests.factories import make_tenant

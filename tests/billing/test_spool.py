@@ -16,10 +16,11 @@ from django.core.management import call_command
 from django.db import DataError
 from prometheus_client import REGISTRY
 
-from billing.models import ModelPrice, UsageRecord
+from billing.models import UsageRecord
 from billing.services import Usage, spool_flush, usage_record
 from billing.spool import MAX_ATTEMPTS, spool, spooled_files
 from billing.spool_files import DEAD_LETTER
+from catalog.models import ModelPrice
 from tenants.models import Tenant
 from tenants.scoping import tenant_scope, unscoped_scope
 from tests.billing.spool_tools import (

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from ai.rag.ingest import documents_bulk_upsert
 from ai.rag.models import Document
+from ai.rag.services import documents_bulk_upsert
 from ai.router.decisions import Complexity, Intent
 from ai.router.io import STARTER_EXAMPLES, parse_lines, router_examples_import
 from ai.router.models import RouteRule

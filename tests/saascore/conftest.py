@@ -2,8 +2,8 @@
 
 import pytest
 
-from ai.rag.ingest import documents_bulk_upsert
 from ai.rag.models import Document
+from ai.rag.services import documents_bulk_upsert
 from saascore.conf import ai_settings
 from tenants.scoping import tenant_scope
 from tests.factories import make_key, make_tenant

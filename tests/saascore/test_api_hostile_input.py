@@ -10,8 +10,8 @@ import json
 
 import pytest
 
-from ai.rag.ingest import documents_bulk_upsert
 from ai.rag.models import Document
+from ai.rag.services import documents_bulk_upsert
 from tenants.models import ApiKey
 from tenants.scoping import tenant_scope
 from tests.factories import make_key, make_tenant

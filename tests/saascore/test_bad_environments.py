@@ -82,3 +82,13 @@ def test_production_settings_start_with_them():
     result = _run("-c", "import django; django.setup(); from django.conf import settings; print(settings.DEBUG)", **env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+def test_a_typo_in_the_ai_settings_is_an_error_not_a_silent_default(settings):
+    from django.core import checks
+
+    settings.AI = {"ROW_CACHE_SECONDS": 2.0, "SINGLE_FLIGHT_LOCK_TLL": 3}
+    errors = [e for e in checks.run_checks() if e.id == "saascore.E010"]
+    assert len(errors) == 1 and "SINGLE_FLIGHT_LOCK_TLL" in errors[0].msg
+    settings.AI = {"ROW_CACHE_SECONDS": 2.0}
+    assert not [e for e in checks.run_checks() if e.id == "saascore.E010"]

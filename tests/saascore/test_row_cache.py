@@ -4,7 +4,8 @@ import pytest
 from django.conf import settings
 from django.test import override_settings
 
-from ai.tenant_settings import TenantAISettings, settings_for
+from ai.tenant_settings.models import TenantAISettings
+from ai.tenant_settings.selectors import settings_for
 from tenants.scoping import tenant_scope
 from tests.factories import make_tenant
 

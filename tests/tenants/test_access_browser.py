@@ -5,7 +5,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from ai.rag.models import Document
-from ai.tenant_settings import TenantAISettings
+from ai.tenant_settings.models import TenantAISettings
 from billing.models import UsageRecord
 from billing.services import Usage, usage_record
 from tenants.models import ApiKey, Membership, Tenant

@@ -18,7 +18,7 @@ from django.contrib.auth.models import Group, Permission
 from ai.cache import CacheScope, get_cache
 from ai.rag.models import Document
 from ai.router.models import RouterExample, RouteRule, text_hash
-from ai.tenant_settings import TenantAISettings, TenantSettingsChange
+from ai.tenant_settings.models import TenantAISettings, TenantSettingsChange
 from billing.models import TenantBudget, UsageRecord
 from billing.services import Usage, usage_record
 from tenants.models import Membership, Tenant
@@ -235,7 +235,7 @@ def test_django_permissions_never_widen_what_a_tenant_admin_sees(as_user, world)
     assert client.get(f"/admin/tenants/tenant/{world.bravo.pk}/change/").status_code == 404
     assert client.get(world.url(world.bravo, "ai/document")).status_code == 404
     assert client.get("/billing/", {"tenant": world.bravo.slug}).status_code == 404
-    for global_data in ("billing/modelprice", "auth/user", "auth/group", "ai/verifiermodel", "ai/labelledpair",
+    for global_data in ("catalog/modelprice", "auth/user", "auth/group", "ai/verifiermodel", "ai/labelledpair",
                         "django_tasks_database/dbtaskresult"):  # fmt: skip
         assert client.get(f"/admin/{global_data}/").status_code == 403, global_data
 

@@ -24,7 +24,7 @@ def test_staff_see_every_tenants_keys(staff_client):
     "url",
     [
         "/admin/ai/tenantaisettings/", "/admin/ai/routerexample/", "/admin/ai/routerule/", "/admin/ai/document/",
-        "/admin/billing/modelprice/", "/admin/billing/usagerecord/", "/admin/billing/tenantbudget/",
+        "/admin/catalog/modelprice/", "/admin/billing/usagerecord/", "/admin/billing/tenantbudget/",
         "/admin/ai/routerexample/add/", "/admin/ai/tenantaisettings/add/",
     ],
 )  # fmt: skip

@@ -4,8 +4,9 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from ai.rag.ingest import document_ingest, documents_bulk_upsert
+from ai.rag.ingestion import document_ingest
 from ai.rag.models import Document
+from ai.rag.services import documents_bulk_upsert
 from saascore.commands import tenant_from_slug
 from tenants.scoping import tenant_scope
 

@@ -9,7 +9,7 @@ from saascore.commands import tenant_from_slug
 
 
 class Command(BaseCommand):
-    help = "A tenant's month: actual cost against the naive baseline (most expensive route model, no cache)."
+    help = "A tenant's month: actual cost against the naive baseline (every request on AI['BASELINE_MODEL'], no cache)."
 
     def add_arguments(self, parser):
         parser.add_argument("--tenant", required=True, help="tenant slug")

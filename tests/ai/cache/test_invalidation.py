@@ -24,8 +24,8 @@ from ai.cache.keys import generation_key
 from ai.cache.models import PendingInvalidation
 from ai.cache.pending import PENDING
 from ai.cache.sweeper import sweeper_stop
-from ai.rag.ingest import document_update, documents_bulk_upsert
-from ai.tenant_settings import TenantAISettings
+from ai.rag.services import document_update, documents_bulk_upsert
+from ai.tenant_settings.models import TenantAISettings
 from saascore.redis.breaker import BreakerState
 from tenants.scoping import tenant_scope, unscoped_scope
 from tests.ai.rag.test_document_changes import NEW_TEXT, ask, assert_nothing_of, the_document
@@ -180,7 +180,7 @@ def test_a_process_killed_between_the_commit_and_its_hook_leaves_the_invalidatio
     old_answer_cached(api_client, key)
     before = generation(own_redis, tenant)
     script = (
-        "import os; from django.db import transaction; from ai.rag.ingest import document_update\n"
+        "import os; from django.db import transaction; from ai.rag.services import document_update\n"
         "from tenants.scoping import tenant_scope\n"
         f"with tenant_scope({tenant.pk}):\n"
         "    transaction.on_commit(lambda: os._exit(9))  # registered first: runs first, kills the process\n"

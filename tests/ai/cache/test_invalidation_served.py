@@ -15,7 +15,7 @@ import pytest
 
 from ai.cache import get_cache
 from ai.cache.keys import CacheScope
-from ai.rag.ingest import document_update
+from ai.rag.services import document_update
 from saascore.redis.breaker import BreakerState
 from tests.ai.cache.test_invalidation import generation, pending_rows
 from tests.ai.rag.test_document_changes import NEW_TEXT, QUESTION, sentences, the_document

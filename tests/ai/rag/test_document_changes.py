@@ -16,8 +16,8 @@ from django.test import override_settings
 
 from ai.cache import get_cache
 from ai.cache.keys import generation_key
-from ai.rag.ingest import document_update
 from ai.rag.models import Chunk, Document
+from ai.rag.services import document_update
 from tenants.scoping import tenant_scope
 from tests.factories import auth
 from tests.openai_server import OpenAIServer

@@ -3,9 +3,10 @@ import pytest
 
 from ai.embeddings import get_embedder
 from ai.rag.chunking import chunk_text
-from ai.rag.ingest import document_create, document_ingest, document_update
+from ai.rag.ingestion import document_ingest
 from ai.rag.models import Chunk, Document, content_hash
 from ai.rag.retrieval import retrieve
+from ai.rag.services import document_create, document_update
 from tenants.scoping import tenant_scope
 from tests.factories import make_tenant
 

@@ -9,7 +9,7 @@ from ai.embeddings import get_embedder
 from ai.router.io import STARTER_EXAMPLES, parse_lines, router_examples_import
 from ai.router.models import RouterExample, RouteRule
 from ai.router.service import route_query
-from ai.tenant_settings import TenantAISettings
+from ai.tenant_settings.models import TenantAISettings
 from saascore import metrics
 from tenants.scoping import tenant_scope
 from tests.factories import make_tenant

@@ -17,7 +17,7 @@ SEED_PRICES = [
 def catalog_seed(model=None, using: str = "default") -> None:
     """Create the seed prices that are missing (idempotent). ``model``: a historical model in migrations."""
     if model is None:
-        from billing.models import ModelPrice as model
+        from catalog.models import ModelPrice as model
     for provider, name, input_price, output_price in SEED_PRICES:
         model.objects.using(using).get_or_create(
             model=name,

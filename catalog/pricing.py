@@ -4,7 +4,7 @@ import logging
 from datetime import datetime
 from decimal import Decimal
 
-from billing.selectors import price_at
+from catalog.selectors import price_at
 
 logger = logging.getLogger("saascore.billing")
 ZERO = Decimal(0)

@@ -1,12 +1,12 @@
-"""Each tenant's AI settings: cache, thresholds, router mode. Defaults when unset."""
+"""Each tenant's AI settings (cache, thresholds, router mode; defaults when unset) and
+their audit trail. Reads: ``selectors``; the one writer: ``services``."""
 
 from django.conf import settings as django_settings
 from django.core.exceptions import ValidationError
-from django.db import models, transaction
+from django.db import models
 from django.utils import timezone
 
-from saascore.conf import ai_settings
-from saascore.ttl import TTLCache
+from ai.router.decisions import CacheStrategy
 from tenants.scoping import TenantOwnedModel
 
 
@@ -61,30 +61,9 @@ class TenantAISettings(TenantOwnedModel):
 
     def semantic_threshold(self, decision) -> float | None:
         """The similarity a semantic hit needs after this routing decision; None: the cache is not used."""
-        from ai.router.decisions import CacheStrategy
-
         if not self.cache_enabled or decision.cache_strategy == CacheStrategy.BYPASS:
             return None
         return self.threshold_for(decision.confidence)
-
-
-def settings_for(tenant) -> TenantAISettings:
-    """The tenant's saved settings, or the defaults (unsaved) when it has none. Read-only:
-    the object is shared for ``AI["ROW_CACHE_SECONDS"]`` by the requests of this process."""
-    return _settings_cache.get(getattr(tenant, "pk", tenant), lambda: _load_settings(tenant))
-
-
-def _load_settings(tenant) -> TenantAISettings:
-    from tenants.scoping import tenant_scope
-
-    with tenant_scope(tenant):
-        found = TenantAISettings.objects.for_tenant(tenant).first()
-    return found or TenantAISettings(tenant_id=getattr(tenant, "pk", tenant))
-
-
-_settings_cache = TTLCache("tenant-ai-settings", lambda: ai_settings.ROW_CACHE_SECONDS).forget_on_change(
-    TenantAISettings
-)
 
 
 class TenantSettingsChange(TenantOwnedModel):
@@ -107,32 +86,3 @@ class TenantSettingsChange(TenantOwnedModel):
 AUDITED_FIELDS = [
     f.name for f in TenantAISettings._meta.concrete_fields if f.name not in ("id", "tenant", "updated_at")
 ]
-
-
-def tenant_settings_save(*, settings: TenantAISettings, user) -> list[TenantSettingsChange]:
-    """Validate and save a tenant's settings, recording every changed field.
-
-    Every worker's ``settings_for`` sees the change within ``AI["ROW_CACHE_SECONDS"]``.
-    """
-    from tenants.scoping import tenant_scope
-
-    settings.full_clean()
-    with tenant_scope(settings.tenant_id), transaction.atomic():
-        before = TenantAISettings.objects.for_tenant(settings.tenant_id).filter(pk=settings.pk).first()
-        defaults = TenantAISettings(tenant_id=settings.tenant_id)
-        previous = before or defaults
-        changes = [
-            TenantSettingsChange(
-                tenant_id=settings.tenant_id,
-                user=user,
-                field=name,
-                old_value=str(getattr(previous, name)),
-                new_value=str(getattr(settings, name)),
-            )
-            for name in AUDITED_FIELDS
-            if getattr(previous, name) != getattr(settings, name)
-        ]
-        settings.updated_at = timezone.now()
-        settings.save()
-        TenantSettingsChange.objects.bulk_create(changes)
-    return changes

@@ -1,0 +1,1 @@
+"""Tenant AI settings: ``models``, ``selectors`` (reads), ``services`` (the one writer)."""

@@ -1,0 +1,27 @@
+"""Reads of the model catalog, cached per process for ``AI["ROW_CACHE_SECONDS"]``."""
+
+from datetime import datetime
+
+from django.utils import timezone
+
+from catalog.models import ModelPrice
+from saascore.conf import ai_settings
+from saascore.ttl import TTLCache
+
+
+def model_names() -> set[str]:
+    return set(ModelPrice.objects.values_list("model", flat=True).distinct())
+
+
+def price_at(*, model: str, when: datetime | None = None) -> ModelPrice | None:
+    """The price in force for ``model`` at ``when`` (default: now)."""
+    when = when or timezone.now()
+    return next((price for price in _prices_of(model) if price.effective_from <= when), None)
+
+
+def _prices_of(model: str) -> list[ModelPrice]:
+    """The model's prices, newest first."""
+    return _prices.get(model, lambda: list(ModelPrice.objects.filter(model=model).order_by("-effective_from")))
+
+
+_prices = TTLCache("model-prices", lambda: ai_settings.ROW_CACHE_SECONDS).forget_on_change(ModelPrice)
