@@ -2,13 +2,12 @@
 
 An example's embedding is recomputed when its text or the embedder changes.
 Each process keeps the example set of a tenant (its own examples plus the
-global ones) in memory and checks every few seconds whether it changed, so an
-operator's edit reaches every worker within seconds without a restart.
+global ones) in memory (``saascore.ttl``) and checks every few seconds whether
+it changed, so an operator's edit reaches every worker within seconds without a
+restart, and at once in the process that saved it.
 """
 
-import threading
-import time
-from dataclasses import dataclass
+from contextlib import nullcontext
 
 import numpy as np
 from django.db.models import Count, Max
@@ -16,10 +15,10 @@ from django.db.models import Count, Max
 from ai.embeddings import Embedder, get_embedder
 from ai.router.local import Example, ExampleSet
 from ai.router.models import RouterExample, text_hash
+from saascore.conf import ai_settings
+from saascore.ttl import TTLCache
 from tenants.models import Tenant
 from tenants.scoping import tenant_scope, unscoped_scope
-
-REFRESH_SECONDS = 5.0
 
 
 def router_example_save(*, example: RouterExample, embedder: Embedder | None = None) -> RouterExample:
@@ -56,28 +55,32 @@ def router_examples_reembed(*, embedder: Embedder | None = None, batch: int = 64
     return len(stale)
 
 
-@dataclass
-class _Cached:
-    fingerprint: tuple
-    checked_at: float
-    examples: ExampleSet
+def _visible(tenant: Tenant | None):
+    return RouterExample.objects.visible_to(tenant) if tenant else RouterExample.objects.global_rows()
 
 
-_sets: dict[tuple[int | None, str], _Cached] = {}
-_lock = threading.Lock()
+def _read(tenant: Tenant | None):
+    """Global rows are readable by anyone (RLS ``global_read``); a tenant's need its scope."""
+    return tenant_scope(tenant) if tenant else nullcontext()
 
 
-def _fingerprint(queryset) -> tuple:
-    summary = queryset.aggregate(n=Count("id"), changed=Max("updated_at"))
+def _fingerprint(tenant: Tenant | None) -> tuple:
+    with _read(tenant):
+        summary = _visible(tenant).aggregate(n=Count("id"), changed=Max("updated_at"))
     return summary["n"], summary["changed"]
 
 
-def _load(queryset, embedder_id: str) -> ExampleSet:
-    rows = list(
-        queryset.filter(embedder_id=embedder_id, embedding__isnull=False).values_list(
-            "text", "intent", "complexity", "cache_strategy", "tenant_id", "embedding"
+def _load(tenant: Tenant | None, embedder_id: str) -> ExampleSet:
+    with _read(tenant):
+        stale = _visible(tenant).exclude(embedder_id=embedder_id).exists()
+    if stale:  # the embedder changed: embed again (outside any transaction), then load
+        router_examples_reembed()
+    with _read(tenant):
+        rows = list(
+            _visible(tenant)
+            .filter(embedder_id=embedder_id, embedding__isnull=False)
+            .values_list("text", "intent", "complexity", "cache_strategy", "tenant_id", "embedding")
         )
-    )
     examples = [
         Example(text, intent, complexity, strategy, "tenant" if tenant else "global")
         for text, intent, complexity, strategy, tenant, _ in rows
@@ -86,34 +89,16 @@ def _load(queryset, embedder_id: str) -> ExampleSet:
     return ExampleSet(examples, vectors)
 
 
+_sets = TTLCache("router-example-sets", lambda: ai_settings.ROW_CACHE_SECONDS).forget_on_change(RouterExample)
+
+
 def example_set_for(tenant: Tenant | None, embedder_id: str) -> ExampleSet:
-    """The tenant's examples plus the global ones, as of at most REFRESH_SECONDS ago."""
+    """The tenant's examples plus the global ones. Loaded again only when they changed (their
+    count or newest edit), checked at most every ``AI["ROW_CACHE_SECONDS"]``."""
     key = (tenant.pk if tenant else None, embedder_id)
-    now = time.monotonic()
-    cached = _sets.get(key)
-    if cached and now - cached.checked_at < REFRESH_SECONDS:
-        return cached.examples
-
-    def visible():
-        return RouterExample.objects.visible_to(tenant) if tenant else RouterExample.objects.global_rows()
-
-    with tenant_scope(tenant) if tenant else unscoped_scope():
-        fingerprint = _fingerprint(visible())
-        if cached and cached.fingerprint == fingerprint:
-            cached.checked_at = now
-            return cached.examples
-        stale = visible().exclude(embedder_id=embedder_id).exists()
-    if stale:  # the embedder changed: embed again (outside any transaction), then load
-        router_examples_reembed()
-    with tenant_scope(tenant) if tenant else unscoped_scope():
-        fingerprint = _fingerprint(visible())
-        examples = _load(visible(), embedder_id)
-    with _lock:
-        _sets[key] = _Cached(fingerprint, now, examples)
-    return examples
+    return _sets.get(key, lambda: _load(tenant, embedder_id), fingerprint=lambda: _fingerprint(tenant))
 
 
 def forget_example_sets() -> None:
     """Drop every cached set (tests, and after bulk imports in this process)."""
-    with _lock:
-        _sets.clear()
+    _sets.clear()

@@ -1,13 +1,11 @@
 """The route table: (intent, complexity) -> model and fallbacks; a tenant's rule beats the global one."""
 
-import threading
-import time
-
 from ai.router.models import RouteRule
+from saascore.conf import ai_settings
+from saascore.ttl import TTLCache
 from tenants.models import Tenant
 from tenants.scoping import tenant_scope
 
-REFRESH_SECONDS = 5.0
 # Used when neither the tenant nor the global table has the cell.
 DEFAULT_ROUTE = ("gpt-4o-mini", ("local-extractive",))
 
@@ -40,29 +38,21 @@ def route_rules_seed(model=None, using: str | None = None) -> None:
         )
 
 
-_tables: dict[int, tuple[float, dict]] = {}
-_lock = threading.Lock()
-
-
 def _load(tenant: Tenant) -> dict[tuple[str, str], tuple[str, tuple[str, ...]]]:
     table: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {}
     with tenant_scope(tenant):
-        rules = list(RouteRule.objects.visible_to(tenant).order_by("tenant_id"))  # NULLs (global) last
+        rules = list(RouteRule.objects.visible_to(tenant))
     for rule in sorted(rules, key=lambda r: r.tenant_id is not None):  # global first, tenant overrides
         table[(rule.intent, rule.complexity)] = (rule.model, tuple(rule.fallbacks))
     return table
 
 
+_tables = TTLCache("route-tables", lambda: ai_settings.ROW_CACHE_SECONDS).forget_on_change(RouteRule)
+
+
 def route_for(tenant: Tenant, intent: str, complexity: str) -> tuple[str, tuple[str, ...]]:
-    now = time.monotonic()
-    cached = _tables.get(tenant.pk)
-    if cached is None or now - cached[0] > REFRESH_SECONDS:
-        cached = (now, _load(tenant))
-        with _lock:
-            _tables[tenant.pk] = cached
-    return cached[1].get((intent, complexity), DEFAULT_ROUTE)
+    return _tables.get(tenant.pk, lambda: _load(tenant)).get((intent, complexity), DEFAULT_ROUTE)
 
 
 def forget_route_tables() -> None:
-    with _lock:
-        _tables.clear()
+    _tables.clear()
