@@ -11,22 +11,21 @@ Network calls (Redis, embeddings, LLM) happen outside database transactions.
 
 import logging
 import time
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from decimal import Decimal
 
 from ai.cache import CacheHit, CacheScope, SemanticCache, get_cache
 from ai.cache.entries import CacheEntry
 from ai.cache.pii import personal_data_outside
-from ai.embeddings import Embedder, get_embedder
+from ai.context import NOTHING_SPENT, QueryContext, QueryResult, Routed, Spent
+from ai.embeddings import get_embedder
 from ai.llm.generate import Generation, UpstreamFailed, chain_deadline, generate, model_chain
 from ai.rag.retrieval import retrieve
-from ai.router.decisions import Intent, RoutingDecision
+from ai.router.decisions import Intent
 from ai.router.service import route_query
 from ai.tenant_settings.models import TenantAISettings
 from ai.tenant_settings.selectors import settings_for
 from billing.admission import admit, release
-from billing.services import Usage, price_usage, usage_record
+from billing.services import Usage, usage_record
 from saascore import metrics
 from tenants.models import Tenant
 
@@ -34,73 +33,6 @@ logger = logging.getLogger("saascore.query")
 
 RETRIEVE_K = 5
 ERROR_ANSWER = "I can only help with questions about this service and its documents."
-
-
-@dataclass
-class QueryResult:
-    response: str
-    source: str  # "cache" | "llm"
-    cache: dict
-    model_used: str
-    routing: dict | None
-    citations: list[dict]
-    usage: dict
-    request_id: str
-    latency_ms: float = 0.0
-    headers: dict = field(default_factory=dict)
-
-    def as_dict(self) -> dict:
-        return {
-            "response": self.response,
-            "source": self.source,
-            "cache": self.cache,
-            "model_used": self.model_used,
-            "routing": self.routing,
-            "citations": self.citations,
-            "usage": self.usage,
-            "latency_ms": self.latency_ms,
-            "request_id": self.request_id,
-        }
-
-
-@dataclass(frozen=True)
-class QueryContext:
-    """One query, as far as it is known before it is embedded."""
-
-    tenant: Tenant
-    query: str
-    request_id: str  # the server's id of this request
-    ledger_id: str  # the id its answer is billed under
-    settings: TenantAISettings
-    scope: CacheScope
-    embedder: Embedder
-    use_cache: bool  # read and/or write the cache
-    read_cache: bool  # answer from it ("refresh" writes only)
-    max_cost: Decimal  # what admission reserved: the most the answer may cost
-
-
-@dataclass(frozen=True)
-class Spent:
-    """What the query consumed before its answer: the embedding, an LLM router call."""
-
-    embedding_model: str = ""
-    embedding_tokens: int = 0
-    router_model: str = ""
-    router_input_tokens: int = 0
-    router_output_tokens: int = 0
-
-    def usage(self, ctx: QueryContext, *, source: str, model: str, **tokens: int | str) -> Usage:
-        """The ledger's usage of this query: a failed one under its own request id, so that
-        a retry with the same ledger id (an idempotent retry) is still billed when it answers."""
-        request_id = ctx.request_id if source == "error" else ctx.ledger_id
-        return Usage(request_id=request_id, source=source, model=model, **self.__dict__, **tokens)
-
-    def cost(self) -> Decimal:
-        usage = Usage(request_id="", source="", **self.__dict__)
-        return price_usage(usage, datetime.now(UTC))[0]
-
-
-NOTHING_SPENT = Spent()
 
 
 def _usage_dict(row: dict) -> dict:
@@ -118,11 +50,13 @@ def _record(ctx: QueryContext, usage: Usage) -> dict:
     return row
 
 
-def _hit(
-    ctx: QueryContext, spent: Spent, hit: CacheHit, *, routing: dict | None, threshold: float | None
-) -> tuple[QueryResult, Decimal]:
-    """A cache hit of any tier: its usage row (what it saved) and the response."""
+def _hit(ctx: QueryContext, hit: CacheHit, routed: Routed | None = None) -> tuple[QueryResult, Decimal]:
+    """A cache hit of any tier (``routed`` None: an exact hit before embedding and routing):
+    its usage row (what it saved) and the response."""
     entry = hit.entry
+    spent = routed.spent if routed else NOTHING_SPENT
+    routing = routed.routing if routed else None
+    threshold = routed.threshold if routed else hit.threshold
     usage = spent.usage(
         ctx,
         source=f"cache_{hit.tier}",
@@ -205,89 +139,89 @@ def _answer(ctx: QueryContext, cache: SemanticCache) -> tuple[QueryResult, Decim
         exact = cache.lookup_exact(ctx.scope, ctx.query)
         generation = exact.generation
         if ctx.read_cache and exact.hit:
-            return _hit(ctx, NOTHING_SPENT, exact.hit, routing=None, threshold=exact.hit.threshold)
+            return _hit(ctx, exact.hit)
 
-    embedded = ctx.embedder.embed([ctx.query])
-    vector = embedded.vectors[0]
-    decision = route_query(
-        tenant=ctx.tenant, query=ctx.query, vector=vector, embedder_id=ctx.embedder.id, settings=ctx.settings
-    )
-    router_model, router_in, router_out = decision.router_usage or ("", 0, 0)
-    spent = Spent(ctx.embedder.id, embedded.input_tokens, router_model, router_in, router_out)
-    routing = decision.as_dict()
-    threshold = ctx.settings.semantic_threshold(decision) if ctx.use_cache and generation is not None else None
-    # A query longer than the embedder's window has the vector of its beginning only:
-    # no semantic match may rest on it, and it is cached for exact repeats only.
-    whole = ctx.embedder.sees_whole(ctx.query)
-
-    if threshold is not None and ctx.read_cache and whole:
-        found = cache.lookup_semantic(ctx.scope, generation, ctx.query, vector, threshold, intent=str(decision.intent))
+    routed = _route(ctx, generation)
+    if routed.threshold is not None and ctx.read_cache and routed.whole:
+        found = cache.lookup_semantic(
+            ctx.scope, routed.generation, ctx.query, routed.vector, routed.threshold, intent=str(routed.decision.intent)
+        )
         if found.hit:
-            return _hit(ctx, spent, found.hit, routing=routing, threshold=threshold)
+            return _hit(ctx, found.hit, routed)
 
+    decision = routed.decision
     chain = model_chain(decision.model, decision.fallbacks, local_fallback=ctx.settings.local_fallback)
-    flight = None if threshold is None else cache.take_off(ctx.scope, ctx.query)
+    flight = None if routed.threshold is None else cache.take_off(ctx.scope, ctx.query)
     try:
         if flight is not None and not flight.leader and ctx.read_cache:
             waited = cache.wait_for_leader(flight, ctx.scope, ctx.query, max_wait=chain_deadline(chain))
             if waited.hit:
-                return _hit(ctx, spent, waited.hit, routing=routing, threshold=threshold)
-        answer = _generate(ctx, spent, vector, decision, chain)
-        stored = _store(ctx, cache, generation, answer, decision, threshold, vector if whole else None)
+                return _hit(ctx, waited.hit, routed)
+        answer = _generate(ctx, routed, chain)
+        stored = _store(ctx, cache, routed, answer)
     finally:
         if flight is not None:
             flight.release()
-    row = _record(
-        ctx,
-        spent.usage(
-            ctx, source="llm", model=answer.model, input_tokens=answer.input_tokens, output_tokens=answer.output_tokens
-        ),
-    )
+    tokens = {"input_tokens": answer.input_tokens, "output_tokens": answer.output_tokens}
+    row = _record(ctx, routed.spent.usage(ctx, source="llm", model=answer.model, **tokens))
     result = QueryResult(
         response=answer.text,
         source="llm",
-        cache={"tier": None, "similarity": None, "threshold": threshold, "stored": stored},
+        cache={"tier": None, "similarity": None, "threshold": routed.threshold, "stored": stored},
         model_used=answer.model,
-        routing=routing,
+        routing=routed.routing,
         citations=_citations(answer),
         usage=_usage_dict(row),
         request_id=ctx.request_id,
         headers={
-            "X-Cache": "BYPASS" if threshold is None else "MISS",
+            "X-Cache": "BYPASS" if routed.threshold is None else "MISS",
             "X-Router-Confidence": f"{decision.confidence:.4f}",
         },
     )
     return result, row["cost"]
 
 
+def _route(ctx: QueryContext, generation: int | None) -> Routed:
+    """Embed once and route with that vector; the threshold follows the router's confidence."""
+    embedded = ctx.embedder.embed([ctx.query])
+    vector = embedded.vectors[0]
+    decision = route_query(
+        tenant=ctx.tenant, query=ctx.query, vector=vector, embedder_id=ctx.embedder.id, settings=ctx.settings
+    )
+    router_model, router_in, router_out = decision.router_usage or ("", 0, 0)
+    cached = ctx.use_cache and generation is not None
+    return Routed(
+        vector=vector,
+        decision=decision,
+        spent=Spent(ctx.embedder.id, embedded.input_tokens, router_model, router_in, router_out),
+        generation=generation,
+        threshold=ctx.settings.semantic_threshold(decision) if cached else None,
+        # A query longer than the embedder's window has the vector of its beginning only:
+        # no semantic match may rest on it, and it is cached for exact repeats only.
+        whole=ctx.embedder.sees_whole(ctx.query),
+    )
+
+
 def _citations(answer: Generation) -> list[dict]:
     return [{"document": c.title, "document_id": c.document_id, "chunk": c.position} for c in answer.used]
 
 
-def _generate(ctx: QueryContext, spent: Spent, vector, decision: RoutingDecision, chain: list[str]) -> Generation:
-    if decision.intent == Intent.ERROR:
+def _generate(ctx: QueryContext, routed: Routed, chain: list[str]) -> Generation:
+    if routed.decision.intent == Intent.ERROR:
         return Generation(ERROR_ANSWER, "local-extractive", 0, 0, [])
-    chunks = retrieve(tenant=ctx.tenant, vector=vector, k=RETRIEVE_K)
+    chunks = retrieve(tenant=ctx.tenant, vector=routed.vector, k=RETRIEVE_K)
     try:
-        return generate(query=ctx.query, chunks=chunks, chain=chain, budget=ctx.max_cost - spent.cost())
+        return generate(query=ctx.query, chunks=chunks, chain=chain, budget=ctx.max_cost - routed.spent.cost())
     except UpstreamFailed:
-        _record(ctx, spent.usage(ctx, source="error", model=decision.model))
+        _record(ctx, routed.spent.usage(ctx, source="error", model=routed.decision.model))
         raise
 
 
-def _store(
-    ctx: QueryContext,
-    cache: SemanticCache,
-    generation: int | None,
-    answer: Generation,
-    decision: RoutingDecision,
-    threshold: float | None,
-    vector,
-) -> str:
-    """Cache the answer; ``vector`` None stores it for exact repeats only."""
-    if threshold is None or generation is None:
+def _store(ctx: QueryContext, cache: SemanticCache, routed: Routed, answer: Generation) -> str:
+    """Cache the answer (for exact repeats only when the embedder did not see the query whole)."""
+    if routed.threshold is None or routed.generation is None:
         return "bypass"
-    if decision.intent == Intent.ERROR:
+    if routed.decision.intent == Intent.ERROR:
         return "not_cached:out_of_scope"
     sources = [chunk.text for chunk in answer.used]
     kinds = personal_data_outside(ctx.query, []) + personal_data_outside(answer.text, sources)
@@ -298,13 +232,18 @@ def _store(
         query=ctx.query,
         response=answer.text,
         model=answer.model,
-        intent=str(decision.intent),
+        intent=str(routed.decision.intent),
         input_tokens=answer.input_tokens,
         output_tokens=answer.output_tokens,
-        threshold=threshold,
+        threshold=routed.threshold,
         extra={"citations": _citations(answer)},
     )
     stored = cache.store(
-        ctx.scope, generation, entry, ttl=ctx.settings.cache_ttl_seconds, vector=vector, sources=sources
+        ctx.scope,
+        routed.generation,
+        entry,
+        ttl=ctx.settings.cache_ttl_seconds,
+        vector=routed.vector if routed.whole else None,
+        sources=sources,
     )
     return "stored" if stored.stored else f"not_cached:{stored.reason}"

@@ -12,9 +12,9 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
-from billing.api.views import usage_csv
 from billing.budgets import budget_status
 from billing.charts import horizontal_bars, stacked_bars
+from billing.exports import usage_csv
 from billing.selectors import (
     month_to_date,
     top_cached_questions,

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from billing.api.views import BillingSummaryApi, BillingUsageApi, BillingUsageCsvApi
+from billing.api.usage import BillingSummaryApi, BillingUsageApi, BillingUsageCsvApi
 
 urlpatterns = [
     path("billing/summary", BillingSummaryApi.as_view(), name="billing-summary"),

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from tenants.api.views import ApiKeyDetailApi, ApiKeyListApi, TenantDetailApi
+from tenants.api.account import ApiKeyDetailApi, ApiKeyListApi, TenantDetailApi
 
 urlpatterns = [
     path("tenant", TenantDetailApi.as_view(), name="tenant-detail"),

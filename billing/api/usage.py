@@ -1,7 +1,5 @@
 """Billing for the API key's own tenant: month-to-date summary, usage over time, CSV."""
 
-import csv
-import io
 from datetime import date
 
 from django.http import HttpResponse
@@ -12,6 +10,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from billing.budgets import budget_status
+from billing.exports import usage_csv
 from billing.selectors import GROUPS, month_to_date, usage_series, usage_summary
 from tenants.authentication import request_tenant
 
@@ -102,18 +101,6 @@ class BillingUsageApi(APIView):
         period.is_valid(raise_exception=True)
         series = usage_series(tenant=request_tenant(request), **period.validated_data)
         return Response(SeriesRowSerializer(series, many=True).data)
-
-
-CSV_COLUMNS = ["key", "requests", "hits", "misses", "hit_ratio", "cost", "saved", "input_tokens", "output_tokens"]
-
-
-def usage_csv(series: list[dict], group_by: str) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow([group_by, *CSV_COLUMNS[1:]])
-    for row in series:
-        writer.writerow([row[column] for column in CSV_COLUMNS])
-    return out.getvalue()
 
 
 class CsvRenderer(renderers.BaseRenderer):

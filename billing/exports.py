@@ -1,0 +1,16 @@
+"""Usage as CSV, for the API's export and the dashboard's download alike."""
+
+import csv
+import io
+
+CSV_COLUMNS = ["key", "requests", "hits", "misses", "hit_ratio", "cost", "saved", "input_tokens", "output_tokens"]
+
+
+def usage_csv(series: list[dict], group_by: str) -> str:
+    """``usage_series`` rows as CSV, the first column named after the grouping."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow([group_by, *CSV_COLUMNS[1:]])
+    for row in series:
+        writer.writerow([row[column] for column in CSV_COLUMNS])
+    return out.getvalue()
