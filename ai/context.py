@@ -97,5 +97,3 @@ class Routed:
     @property
     def routing(self) -> dict:
         return self.decision.as_dict()
-
-

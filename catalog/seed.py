@@ -3,6 +3,8 @@
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from catalog.models import ModelPrice
+
 SEED_FROM = datetime(2024, 1, 1, tzinfo=UTC)
 SEED_PRICES = [
     ("openai", "gpt-4o", "5.00", "15.00"),
@@ -16,8 +18,7 @@ SEED_PRICES = [
 
 def catalog_seed(model=None, using: str = "default") -> None:
     """Create the seed prices that are missing (idempotent). ``model``: a historical model in migrations."""
-    if model is None:
-        from catalog.models import ModelPrice as model
+    model = model or ModelPrice
     for provider, name, input_price, output_price in SEED_PRICES:
         model.objects.using(using).get_or_create(
             model=name,

@@ -74,9 +74,9 @@ def on_starting(server) -> None:
 def post_worker_init(worker) -> None:
     """A new worker sweeps pending cache invalidations at once (in the background, so a
     PostgreSQL outage does not hold its first requests), then periodically (ai/cache/sweeper.py)."""
-    from ai.cache.sweeper import sweeper_start
+    from ai.cache.invalidation import sweeping_start
 
-    sweeper_start()
+    sweeping_start()
 
 
 def child_exit(server, worker) -> None:

@@ -10,6 +10,7 @@ import threading
 
 import redis
 from django.core.signals import setting_changed
+from django.dispatch import Signal
 
 from ai.cache.backends import BACKENDS
 from ai.cache.judge import HitJudge
@@ -17,7 +18,6 @@ from ai.cache.keys import CacheScope
 from ai.cache.semantic import CacheHit, Lookup, SemanticCache, Stored
 from ai.verifier.live import ActiveVerifier
 from saascore.conf import ai_settings
-from saascore.redis.breaker import BreakerState
 from saascore.redis.capabilities import server_capabilities
 from saascore.redis.connection import redis_client
 
@@ -40,8 +40,13 @@ def build_cache(client: redis.Redis, *, backend: str | None = "auto", judge: Hit
     return SemanticCache(client, index=None, judge=judge, find_index=find_index)
 
 
+# Sent once the process's cache is built (ai/cache/invalidation.py starts its sweeper then).
+cache_built = Signal()
+
+
 def get_cache() -> SemanticCache:
     global _cache
+    built = None
     if _cache is None:
         with _lock:
             if _cache is None:
@@ -50,18 +55,11 @@ def get_cache() -> SemanticCache:
                     backend="auto" if ai_settings.SEMANTIC_TIER else None,
                     judge=HitJudge(verifier=ActiveVerifier()),
                 )
-                _sweep_when_redis_is_back(cache)
                 _cache = cache
+                built = cache
+    if built is not None:
+        cache_built.send(sender=SemanticCache, cache=built)
     return _cache
-
-
-def _sweep_when_redis_is_back(cache: SemanticCache) -> None:
-    """The process's cache applies pending invalidations (ai/cache/invalidation.py) in the
-    background, and at once when its breaker closes."""
-    from ai.cache.sweeper import sweeper_start, sweeper_wake
-
-    cache.breaker.subscribe(lambda state: state is BreakerState.CLOSED and sweeper_wake())
-    sweeper_start()
 
 
 def _reset(*, setting: str, **kwargs) -> None:

@@ -35,10 +35,13 @@ from enum import StrEnum
 
 from django.db import DatabaseError, connections, transaction
 
+from ai.cache import cache_built, get_cache
 from ai.cache.models import PendingInvalidation
 from ai.cache.pending import PENDING
 from ai.cache.semantic import SemanticCache
+from ai.cache.sweeper import sweeper_start, sweeper_wake
 from saascore import metrics
+from saascore.redis.breaker import BreakerState
 from tenants.scoping import tenant_scope
 
 logger = logging.getLogger("saascore.cache")
@@ -48,8 +51,6 @@ SWEEP_BATCH = 5000
 
 
 def _cache() -> SemanticCache:
-    from ai.cache import get_cache
-
     return get_cache()
 
 
@@ -180,6 +181,19 @@ def _forget(tenant_id: int, row_ids: list[int]) -> None:
 
 
 def _sweep_soon() -> None:
-    from ai.cache.sweeper import sweeper_start
+    sweeping_start()
 
-    sweeper_start()
+
+def sweeping_start() -> bool:
+    """Start this process's sweeper of pending invalidations (ai/cache/sweeper.py)."""
+    return sweeper_start(invalidations_sweep)
+
+
+def _on_cache_built(sender, *, cache: SemanticCache, **kwargs) -> None:
+    """A process that answers from the cache sweeps in the background, and at once when its
+    Redis breaker closes again."""
+    cache.breaker.subscribe(lambda state: state is BreakerState.CLOSED and sweeper_wake())
+    sweeping_start()
+
+
+cache_built.connect(_on_cache_built, dispatch_uid="ai-cache-invalidation-sweeper")

@@ -1,4 +1,5 @@
-"""The background sweep of pending cache invalidations, one thread per process.
+"""The background sweeper of pending cache invalidations, one thread per process: the
+thread and its timing only; what a sweep does is ``ai.cache.invalidation``'s.
 
 Every process that answers from the cache (gunicorn workers: ``post_worker_init``
 and the first ``get_cache()``) or changes what answers rest on (``db_worker``)
@@ -15,6 +16,7 @@ empty. The thread never dies of an error: it logs and sweeps again later.
 import logging
 import os
 import threading
+from collections.abc import Callable
 
 from django.conf import settings
 from django.db import connections
@@ -31,8 +33,8 @@ _wake = threading.Event()
 _stop = threading.Event()
 
 
-def sweeper_start() -> bool:
-    """Start this process's sweeper unless it runs or is turned off; True if it runs."""
+def sweeper_start(sweep: Callable[[], object]) -> bool:
+    """Run ``sweep`` in this process's sweeper thread, unless it runs or is turned off; True if it runs."""
     global _thread, _owner_pid
     interval = settings.CACHE_INVALIDATION_SWEEP_SECONDS
     if interval is None:
@@ -44,7 +46,7 @@ def sweeper_start() -> bool:
         _stop.clear()
         _wake.set()  # sweep at once: what did others leave while this process was away?
         interval = max(float(interval), MIN_INTERVAL)
-        _thread = threading.Thread(target=_loop, args=(interval,), name="cache-invalidation-sweeper", daemon=True)
+        _thread = threading.Thread(target=_loop, args=(interval, sweep), name="cache-invalidation-sweeper", daemon=True)
         _owner_pid = os.getpid()
         _thread.start()
     return True
@@ -66,16 +68,14 @@ def sweeper_stop(timeout: float = 10.0) -> None:
         thread.join(timeout)
 
 
-def _loop(interval: float) -> None:
-    from ai.cache.invalidation import invalidations_sweep
-
+def _loop(interval: float, sweep: Callable[[], object]) -> None:
     while not _stop.is_set():
         _wake.wait(interval)
         _wake.clear()
         if _stop.is_set():
             break
         try:
-            invalidations_sweep()
+            sweep()
         except Exception:  # never let the sweeper die: the rows wait in PostgreSQL
             logger.exception("cache invalidation sweep failed")
         finally:

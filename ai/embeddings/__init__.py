@@ -17,6 +17,7 @@ _lock = threading.Lock()
 
 
 def build_embedder(config: dict) -> Embedder:
+    # Each backend's own dependencies (onnxruntime and the model, or a client) load only when chosen.
     kind = config.get("backend", "local")
     if kind == "local":
         from ai.embeddings.local import local_embedder

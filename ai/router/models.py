@@ -8,6 +8,7 @@ from django.utils import timezone
 from pgvector.django import VectorField
 
 from ai.router.decisions import CacheStrategy, Complexity, Intent
+from catalog.selectors import model_names
 from tenants.scoping import TenantOrGlobalModel
 
 
@@ -68,8 +69,6 @@ class RouteRule(TenantOrGlobalModel):
         return f"{self.intent}/{self.complexity} -> {self.model}"
 
     def clean(self) -> None:
-        from catalog.selectors import model_names
-
         known = model_names()
         if not isinstance(self.fallbacks, list) or not all(isinstance(m, str) for m in self.fallbacks):
             raise ValidationError({"fallbacks": "A list of model names."})

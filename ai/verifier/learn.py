@@ -16,6 +16,7 @@ import sklearn
 from sklearn.ensemble import HistGradientBoostingClassifier
 from threadpoolctl import threadpool_limits
 
+from ai.cache.evaluation import pair_vectors, similarities, stderr_progress
 from ai.cache.judge import guard_veto
 from ai.verifier.features import FEATURE_VERSION, Idf, TokenStates, pair_features
 
@@ -141,8 +142,6 @@ def fit_verifier(
 
 def fit_verifier_on_pairs(pairs: Sequence, embedder, **options) -> TrainedVerifier:
     """``fit_verifier`` on labelled ``Pair``s, embedding them first (with progress on stderr)."""
-    from ai.cache.evaluation import pair_vectors, similarities, stderr_progress
-
     a, b = pair_vectors(embedder, list(pairs), progress=stderr_progress("embedding the training pairs"))
     return fit_verifier(
         [(p.text_a, p.text_b) for p in pairs],

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 from django.db import DatabaseError
 
 from ai.cache.judge import Verification
+from ai.embeddings import get_embedder
+from ai.verifier.models import VerifierModel
 
 if TYPE_CHECKING:  # scikit-learn loads only once a verifier is active
     from ai.verifier.learn import TrainedVerifier
@@ -69,9 +71,6 @@ class ActiveVerifier:
         return self._current
 
     def _refresh(self) -> None:
-        from ai.embeddings import get_embedder
-        from ai.verifier.models import VerifierModel
-
         self._checked_at = time.monotonic()
         try:
             row = VerifierModel.objects.filter(active=True).values("pk", "updated_at").first()

@@ -15,6 +15,8 @@ from ai.cache.evaluation import (
 )
 from ai.cache.judge import HitJudge
 from ai.embeddings import build_embedder
+from ai.router.io import STARTER_EXAMPLES, parse_lines
+from ai.router.local import Example, ExampleSet, route_locally
 
 STEPS = {
     "cosine": "cosine similarity only",
@@ -102,6 +104,7 @@ class Command(BaseCommand):
 
     def _train_verifier(self, train: Path, scored: list, model, options):
         """Fit the verifier on --train, leaving out every pair that is also scored."""
+        # scikit-learn (a 2-3 s import) loads only when --train asks for the verifier.
         from ai.verifier.learn import fit_verifier_on_pairs
         from ai.verifier.live import PairVerifier
 
@@ -127,9 +130,6 @@ def _embedder(spec: str):
 
 def _router_intents(model, a, b) -> list[tuple[str, str]]:
     """The local router's intent for both texts of every pair, voting with the starter examples."""
-    from ai.router.io import STARTER_EXAMPLES, parse_lines
-    from ai.router.local import Example, ExampleSet, route_locally
-
     rows = parse_lines(STARTER_EXAMPLES.read_text().splitlines())
     examples = ExampleSet(
         [Example(r["text"], r["intent"], r.get("complexity", "medium")) for r in rows],

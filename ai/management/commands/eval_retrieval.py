@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from ai.embeddings import get_embedder
 from ai.rag.retrieval import retrieve
-from saascore.commands import tenant_from_slug
+from tenants.commands import tenant_from_slug
 
 
 class Command(BaseCommand):

@@ -3,7 +3,7 @@ import json
 from django.core.management.base import BaseCommand
 
 from ai.router.io import router_examples_export
-from saascore.commands import tenant_from_slug
+from tenants.commands import tenant_from_slug
 
 
 class Command(BaseCommand):

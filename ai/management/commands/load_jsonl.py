@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from ai.rag.ingestion import document_ingest
 from ai.rag.models import Document
 from ai.rag.services import documents_bulk_upsert
-from saascore.commands import tenant_from_slug
+from tenants.commands import tenant_from_slug
 from tenants.scoping import tenant_scope
 
 

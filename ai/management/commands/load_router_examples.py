@@ -5,7 +5,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from ai.router.io import STARTER_EXAMPLES, parse_lines, router_examples_import
-from saascore.commands import tenant_from_slug
+from tenants.commands import tenant_from_slug
 
 
 class Command(BaseCommand):

@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from ai.embeddings import get_embedder
 from ai.router.service import route_query
 from ai.tenant_settings.selectors import settings_for
-from saascore.commands import tenant_from_slug
+from tenants.commands import tenant_from_slug
 
 
 class Command(BaseCommand):

@@ -5,7 +5,7 @@ from datetime import date
 from django.core.management.base import BaseCommand, CommandError
 
 from billing.selectors import roi_report
-from saascore.commands import tenant_from_slug
+from tenants.commands import tenant_from_slug
 
 
 class Command(BaseCommand):

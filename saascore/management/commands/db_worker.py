@@ -11,17 +11,16 @@ import logging
 
 from django_tasks_db.management.commands.db_worker import Command as DbWorker
 
+from ai.cache.invalidation import invalidations_sweep, sweeping_start
+
 logger = logging.getLogger("saascore.cache")
 
 
 class Command(DbWorker):
     def handle(self, *args, **options):
-        from ai.cache.invalidation import invalidations_sweep
-        from ai.cache.sweeper import sweeper_start
-
         try:
             invalidations_sweep()
         except Exception:  # the worker starts anyway; its sweeper tries again
             logger.exception("cache invalidation sweep at start failed")
-        sweeper_start()
+        sweeping_start()
         return super().handle(*args, **options)

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from saascore.commands import tenant_from_slug
+from tenants.commands import tenant_from_slug
 from tenants.services import api_key_create
 
 
