@@ -11,6 +11,7 @@ from ai.api.idempotency import idempotency_begin
 from ai.cache import get_cache
 from ai.tenant_settings.models import TenantAISettings
 from billing.models import TenantBudget, UsageRecord
+from saascore import metrics
 from tenants.models import ApiKey
 from tenants.scoping import tenant_scope
 from tests.factories import auth, make_key
@@ -227,3 +228,38 @@ def test_fifty_identical_cold_queries_make_only_the_leaders_upstream_calls(helpd
     assert len(upstream.chat_requests()) == leader_attempts
     assert len({a["response"] for a in answers}) == 1 and answers[0]["model_used"] == "local-extractive"
     assert sorted(a["source"] for a in answers).count("llm") == 1
+
+
+def test_a_single_flight_follower_is_billed_the_llm_routers_tokens_too(api_client, helpdesk, upstream):
+    """Issue 13: the follower's usage was merged by hand and left the router's call out."""
+    from ai.cache.entries import CacheEntry
+    from ai.cache.keys import CacheScope
+    from ai.embeddings import get_embedder
+
+    tenant, key = helpdesk()
+    with tenant_scope(tenant):
+        TenantAISettings.objects.for_tenant(tenant).create(tenant=tenant, router_mode="llm")
+    verdict = '{"intent": "retrieval", "complexity": "low", "cache_strategy": "standard", "confidence": 0.95}'
+    upstream.default.content, upstream.default.usage = verdict, (321, 17)
+    cache, scope = get_cache(), CacheScope(tenant.pk, get_embedder().id)
+    leader = cache.take_off(scope, PASSWORD)  # another request leads this question
+    assert leader.leader
+    following = metrics.CACHE_SINGLE_FLIGHT.labels(outcome="follower")
+    before = following._value.get()
+    answers = []
+    follower = threading.Thread(target=lambda: answers.append(ask(api_client, key, PASSWORD)))
+    follower.start()
+    try:
+        while following._value.get() == before:  # routed (its LLM router call), then follows the leader
+            assert follower.is_alive()
+        generation = cache.lookup_exact(scope, PASSWORD).generation
+        cache.store(scope, generation, CacheEntry(query=PASSWORD, response="from the leader"), ttl=300)
+    finally:
+        leader.release()
+        follower.join(timeout=60)
+    (response,) = answers
+    assert response.json()["response"] == "from the leader" and response.json()["source"] == "cache"
+    with tenant_scope(tenant):
+        row = UsageRecord.objects.for_tenant(tenant).get()
+    assert (row.router_model, row.router_input_tokens, row.router_output_tokens) == ("gpt-4o-mini", 321, 17)
+    assert row.embedding_tokens > 0 and row.cost > 0
