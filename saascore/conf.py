@@ -19,6 +19,10 @@ DEFAULTS: dict[str, Any] = {
     "REDIS_POOL_TIMEOUT": 0.1,
     # REDIS_URL names one node of a Redis Cluster.
     "REDIS_CLUSTER": False,
+    # Threads per process for work kept off the event loop (saascore/pools.py): CPU work
+    # (embedding, verifier, local router) and blocking PostgreSQL calls of the async path.
+    "CPU_THREADS": 2,
+    "DB_THREADS": 8,
     # The query embedder: {"backend": "local", "model": <name in ai/embeddings/local.py>}
     # or {"backend": "openai", "model": ..., "base_url": ..., "api_key_env": ..., "dimensions": ...}.
     "EMBEDDER": {"backend": "local"},

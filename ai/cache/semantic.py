@@ -31,15 +31,17 @@ import numpy as np
 import redis
 
 from ai.cache.backends import VectorIndex
-from ai.cache.entries import FETCH_FIELDS, CacheEntry
+from ai.cache.entries import FETCH_FIELDS, VECTOR_FIELD, CacheEntry
 from ai.cache.judge import HitJudge, Verdict
 from ai.cache.keys import CacheScope, generation_key, query_hash
 from ai.cache.pending import PENDING, PendingTenants
 from ai.cache.pii import personal_data_kinds, personal_data_outside
-from ai.cache.singleflight import Flight, take_off
+from ai.cache.singleflight import Flight, atake_off, take_off
 from saascore import metrics
+from saascore.pools import in_cpu
 from saascore.redis.breaker import CircuitBreaker
 from saascore.redis.guard import RedisGuard
+from saascore.redis.ops import Batch, Compute, Op, ok, one
 
 logger = logging.getLogger("saascore.cache")
 
@@ -72,6 +74,25 @@ return string.format('%d', nxt)
 )
 
 
+# The exact-tier alias of a semantic hit: the entry's fields but its vector, under the
+# question's own key, expiring when the original does (no alias of a vanished entry).
+_ALIAS = """
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl <= 0 then return 0 end
+local fields = redis.call('HGETALL', KEYS[1])
+local copy = {}
+for i = 1, #fields, 2 do
+  if fields[i] ~= ARGV[1] then
+    copy[#copy + 1] = fields[i]
+    copy[#copy + 1] = fields[i + 1]
+  end
+end
+redis.call('DEL', KEYS[2])
+redis.call('HSET', KEYS[2], unpack(copy))
+redis.call('PEXPIRE', KEYS[2], ttl)
+return 1
+"""
+
 # How long a cache whose server could not be asked waits before asking again.
 INDEX_PROBE_RETRY_SECONDS = 5.0
 
@@ -82,6 +103,7 @@ class CacheHit:
     tier: str  # "exact" | "semantic"
     similarity: float
     threshold: float | None = None
+    member: str | None = None  # the entry's query hash (semantic hits: what an exact alias copies)
 
 
 @dataclass(frozen=True)
@@ -100,7 +122,13 @@ class Stored:
     reason: str
 
 
+HELD = Lookup(None, None, "invalidation_pending")
+
+
 class SemanticCache:
+    """Every operation has a sync method and an async twin (``a``-prefixed), one body of
+    logic (a generator, saascore/redis/ops.py) driven with either client."""
+
     def __init__(
         self,
         client: redis.Redis,
@@ -122,8 +150,6 @@ class SemanticCache:
         self._next_probe = 0.0
         self.judge = judge or HitJudge()
         self.candidates = candidates
-        self._ensure = client.register_script(_ENSURE_GENERATION)
-        self._bump = client.register_script(_BUMP_GENERATION)
 
     @property
     def breaker(self) -> CircuitBreaker:
@@ -140,21 +166,23 @@ class SemanticCache:
                 self._index, self._find_index = found[0], None
         return self._index
 
-    # -- fail open ------------------------------------------------------------
-
-    def _call(self, op: str, fn, default):
-        return self.guard.call(op, lambda client: fn(), default)
+    async def aindex(self) -> VectorIndex | None:
+        """``index``, with the one-off probe of the server off the event loop."""
+        if self._find_index is None:
+            return self._index
+        return await in_cpu(lambda: self.index)
 
     # -- generation -----------------------------------------------------------
 
-    def _generation(self, tenant_id: int, current: bytes | None) -> int:
+    def _generation(self, tenant_id: int, current: bytes | None) -> Op[int]:
         if current is not None:
             return int(current)
-        return int(self._ensure(keys=[generation_key(tenant_id)]))
+        (created,) = yield one("EVAL", _ENSURE_GENERATION, 1, generation_key(tenant_id))
+        return int(ok(created))
 
     def invalidate(self, tenant_id: int) -> int | None:
         """Start a new generation for the tenant: no older entry is served again."""
-        return self._call("invalidate", lambda: int(self._bump(keys=[generation_key(tenant_id)])), None)
+        return self.guard.run("invalidate", lambda: _bump(tenant_id), None)
 
     # -- exact tier -------------------------------------------------------------
 
@@ -166,88 +194,108 @@ class SemanticCache:
 
     def lookup_exact(self, scope: CacheScope, query: str) -> Lookup:
         if self._held(scope):
-            return Lookup(None, None, "invalidation_pending")
+            return HELD
         started = time.perf_counter()
-        lookup = self._call("lookup_exact", lambda: self._lookup_exact(scope, query), Lookup(None, None, "error"))
-        _observe("exact", lookup, started)
-        return lookup
+        lookup = self.guard.run("lookup_exact", lambda: self._exact(scope, query), Lookup(None, None, "error"))
+        return _observed("exact", lookup, started)
 
-    def _lookup_exact(self, scope: CacheScope, query: str) -> Lookup:
-        pipe = self.client.pipeline(transaction=False)
-        pipe.get(scope.generation_key)
-        pipe.hmget(scope.entry_key(query_hash(query)), FETCH_FIELDS)
-        current, values = pipe.execute()
-        generation = self._generation(scope.tenant_id, current)
-        entry = CacheEntry.from_values(values)
+    async def alookup_exact(self, scope: CacheScope, query: str) -> Lookup:
+        if self._held(scope):
+            return HELD
+        started = time.perf_counter()
+        lookup = await self.guard.arun("lookup_exact", lambda: self._exact(scope, query), Lookup(None, None, "error"))
+        return _observed("exact", lookup, started)
+
+    def _exact(self, scope: CacheScope, query: str) -> Op[Lookup]:
+        current, values = yield Batch(
+            [("GET", scope.generation_key), ("HMGET", scope.entry_key(query_hash(query)), *FETCH_FIELDS)]
+        )
+        generation = yield from self._generation(scope.tenant_id, ok(current))
+        entry = CacheEntry.from_values(ok(values))
         if entry is None or entry.generation != generation:
             return Lookup(None, generation, "miss")
         return Lookup(CacheHit(entry, "exact", 1.0, entry.threshold), generation, "hit", 1.0)
 
     def entry_count(self, scope: CacheScope, dim: int) -> int | None:
         """Semantic entries of the scope's current generation; None without a vector index or on error."""
-        if self.index is None:
+        index = self.index
+        if index is None:
             return None
 
-        def count() -> int:
-            generation = self._generation(scope.tenant_id, self.client.get(scope.generation_key))
-            return self.index.count(self.client, scope, generation, dim)
+        def count() -> Op[int]:
+            (current,) = yield one("GET", scope.generation_key)
+            generation = yield from self._generation(scope.tenant_id, ok(current))
+            return (yield from index.count(scope, generation, dim))
 
-        return self._call("entry_count", count, None)
+        return self.guard.run("entry_count", count, None)
 
     # -- semantic tier ------------------------------------------------------------
 
     def lookup_semantic(
-        self,
-        scope: CacheScope,
-        generation: int,
-        query: str,
-        vector: np.ndarray,
-        threshold: float,
-        *,
+        self, scope: CacheScope, generation: int, query: str, vector: np.ndarray, threshold: float, *,
         intent: str | None = None,
-    ) -> Lookup:
+    ) -> Lookup:  # fmt: skip
         """The nearest entry the judge accepts; ``intent`` is the router's for this query."""
-        if self.index is None:
+        index = self.index
+        if index is None:
             return Lookup(None, generation, "no_vector_api")
         if self._held(scope):
-            return Lookup(None, None, "invalidation_pending")
+            return HELD
         started = time.perf_counter()
-        lookup = self._call(
-            "lookup_semantic",
-            lambda: self._lookup_semantic(scope, generation, query, vector, threshold, intent),
-            Lookup(None, generation, "error"),
-        )
-        _observe("semantic", lookup, started)
-        return lookup
+        op = lambda: self._semantic(index, scope, generation, query, vector, threshold, intent)  # noqa: E731
+        lookup = self.guard.run("lookup_semantic", op, Lookup(None, generation, "error"))
+        return _observed("semantic", lookup, started)
 
-    def _lookup_semantic(
-        self, scope: CacheScope, generation: int, query: str, vector: np.ndarray, threshold: float, intent: str | None
-    ) -> Lookup:
-        members = self.index.search(self.client, scope, generation, vector, self.candidates)
+    async def alookup_semantic(
+        self, scope: CacheScope, generation: int, query: str, vector: np.ndarray, threshold: float, *,
+        intent: str | None = None,
+    ) -> Lookup:  # fmt: skip
+        index = await self.aindex()
+        if index is None:
+            return Lookup(None, generation, "no_vector_api")
+        if self._held(scope):
+            return HELD
+        started = time.perf_counter()
+        op = lambda: self._semantic(index, scope, generation, query, vector, threshold, intent)  # noqa: E731
+        lookup = await self.guard.arun("lookup_semantic", op, Lookup(None, generation, "error"))
+        return _observed("semantic", lookup, started)
+
+    def _semantic(
+        self, index: VectorIndex, scope: CacheScope, generation: int, query: str, vector: np.ndarray,
+        threshold: float, intent: str | None,
+    ) -> Op[Lookup]:  # fmt: skip
+        members = yield from index.search(scope, generation, vector, self.candidates)
         if not members:
             return Lookup(None, generation, "miss")
-        pipe = self.client.pipeline(transaction=False)
-        for member in members:
-            pipe.hmget(scope.entry_key(member), FETCH_FIELDS)
-        entries = [CacheEntry.from_values(values) for values in pipe.execute()]
+        replies = yield Batch([("HMGET", scope.entry_key(member), *FETCH_FIELDS) for member in members])
+        entries = [CacheEntry.from_values(ok(values)) for values in replies]
         stale = [m for m, e in zip(members, entries, strict=True) if e is None or e.generation != generation]
-        if stale:
-            self.index.remove(self.client, scope, generation, stale)
-        live = [e for e in entries if e is not None and e.generation == generation and e.vector is not None]
+        if stale and (forget := index.remove_commands(scope, generation, stale)):
+            yield Batch(forget)
+        live = [
+            (m, e)
+            for m, e in zip(members, entries, strict=True)
+            if e and e.generation == generation and e.vector is not None
+        ]
         if not live:
             return Lookup(None, generation, "miss")
+        # The judge may ask the verifier (CPU, milliseconds): off the event loop in the async driver.
+        return (yield Compute(lambda: self._judge(live, generation, query, vector, threshold, intent)))
+
+    def _judge(
+        self, live: list, generation: int, query: str, vector: np.ndarray, threshold: float, intent: str | None
+    ) -> Lookup:
         # Exact cosine from the stored float32 vectors: the same number on every backend.
-        similarities = np.stack([e.vector for e in live]) @ np.asarray(vector, dtype=np.float32)
+        similarities = np.stack([e.vector for _, e in live]) @ np.asarray(vector, dtype=np.float32)
         best: Verdict | None = None
         for position in np.argsort(-similarities):
-            entry, similarity = live[position], float(similarities[position])
+            (member, entry), similarity = live[position], float(similarities[position])
             verdict = self.judge.judge(
                 query, entry.query, similarity, threshold, query_intent=intent, candidate_intent=entry.intent
             )
             if verdict.hit:
-                return Lookup(
-                    CacheHit(entry, "semantic", similarity, threshold), generation, verdict.reason, similarity
-                )
+                hit = CacheHit(entry, "semantic", similarity, threshold, member=member)
+                return Lookup(hit, generation, verdict.reason, similarity)
             best = best or verdict
             if similarity < threshold:
                 break
@@ -255,41 +303,70 @@ class SemanticCache:
 
     # -- writes ------------------------------------------------------------------
 
-    def store(
-        self,
-        scope: CacheScope,
-        generation: int,
-        entry: CacheEntry,
-        *,
-        ttl: int,
-        vector: np.ndarray | None = None,
-        sources: list[str] = (),
-    ) -> Stored:
-        """Store an answer under ``generation`` (the one its lookup read). ``sources``: the
-        tenant's passages the answer was built from; contact details that stand in them are
-        the tenant's published data, not personal data (ai/cache/pii.py)."""
+    def _prepared(self, scope: CacheScope, generation: int, entry: CacheEntry, vector, sources) -> Stored | None:
+        """Refuse personal data; otherwise fill the entry in and return None (go on storing)."""
         kinds = personal_data_outside(entry.query, []) + personal_data_outside(entry.response, list(sources))
         if kinds:
             metrics.CACHE_SKIPS.labels(reason="personal_data").inc()
             return Stored(False, "personal_data:" + ",".join(sorted(set(kinds))))
         entry.generation = generation
         entry.vector = None if vector is None else np.asarray(vector, dtype=np.float32)
-        ok = self._call("store", lambda: self._store(scope, generation, entry, ttl), False)
-        return Stored(True, "stored") if ok else Stored(False, "error")
+        return None
 
-    def _store(self, scope: CacheScope, generation: int, entry: CacheEntry, ttl: int) -> bool:
-        pipe = self.client.pipeline(transaction=False)
-        self._queue(pipe, scope, generation, entry, ttl)
-        pipe.execute()
+    def store(
+        self, scope: CacheScope, generation: int, entry: CacheEntry, *, ttl: int, vector: np.ndarray | None = None,
+        sources: list[str] = (),
+    ) -> Stored:  # fmt: skip
+        """Store an answer under ``generation`` (the one its lookup read). ``sources``: the
+        tenant's passages the answer was built from; contact details that stand in them are
+        the tenant's published data, not personal data (ai/cache/pii.py)."""
+        refused = self._prepared(scope, generation, entry, vector, sources)
+        if refused:
+            return refused
+        index = self.index
+        done = self.guard.run("store", lambda: self._store(index, scope, generation, [entry], ttl), False)
+        return Stored(True, "stored") if done else Stored(False, "error")
+
+    async def astore(
+        self, scope: CacheScope, generation: int, entry: CacheEntry, *, ttl: int, vector: np.ndarray | None = None,
+        sources: list[str] = (),
+    ) -> Stored:  # fmt: skip
+        refused = self._prepared(scope, generation, entry, vector, sources)
+        if refused:
+            return refused
+        index = await self.aindex()
+        done = await self.guard.arun("store", lambda: self._store(index, scope, generation, [entry], ttl), False)
+        return Stored(True, "stored") if done else Stored(False, "error")
+
+    def _store(
+        self, index: VectorIndex | None, scope: CacheScope, generation: int, entries: list[CacheEntry], ttl: int
+    ) -> Op[bool]:
+        commands = []
+        for entry in entries:
+            qhash = query_hash(entry.query)
+            key = scope.entry_key(qhash)
+            fields = [item for pair in entry.to_redis(scope.digest).items() for item in pair]
+            commands += [("HSET", key, *fields), ("EXPIRE", key, ttl)]
+            if entry.vector is not None and index is not None:
+                yield from index.prepare(scope, len(entry.vector))
+                commands += index.add_commands(scope, generation, qhash, entry.vector, ttl)
+        for reply in (yield Batch(commands)):
+            ok(reply)  # a write Redis refused (out of memory) is an error, not a silent skip
         return True
 
-    def _queue(self, pipe, scope: CacheScope, generation: int, entry: CacheEntry, ttl: int) -> None:
-        qhash = query_hash(entry.query)
-        key = scope.entry_key(qhash)
-        pipe.hset(key, mapping=entry.to_redis(scope.digest))
-        pipe.expire(key, ttl)
-        if entry.vector is not None and self.index is not None:
-            self.index.add(self.client, pipe, scope, generation, qhash, entry.vector, ttl)
+    async def aalias(self, scope: CacheScope, hit: CacheHit, query: str) -> bool:
+        """A question answered by the semantic tier gets an exact-tier alias of the answer: the same
+        entry (same generation, no vector) under the question's own key, for no longer than the
+        original lives, so its repeats skip the embedding and the search."""
+        if hit.member is None or query_hash(query) == hit.member:
+            return False
+        source, alias = scope.entry_key(hit.member), scope.entry_key(query_hash(query))
+
+        def op() -> Op[bool]:
+            (reply,) = yield one("EVAL", _ALIAS, 2, source, alias, VECTOR_FIELD)
+            return bool(ok(reply))
+
+        return await self.guard.arun("alias", op, False)
 
     def store_many(
         self, scope: CacheScope, generation: int, entries: list[tuple[CacheEntry, np.ndarray | None]], *, ttl: int,
@@ -299,45 +376,66 @@ class SemanticCache:
 
         The same rules as ``store``: entries with personal data are skipped. Returns how many were stored.
         """
-        stored = 0
+        index, stored = self.index, 0
         for start in range(0, len(entries), batch):
-            pipe = self.client.pipeline(transaction=False)
-            queued = 0
+            chunk = []
             for entry, vector in entries[start : start + batch]:
                 if personal_data_kinds(entry.query) or personal_data_kinds(entry.response):
                     continue
                 entry.generation = generation
                 entry.vector = None if vector is None else np.asarray(vector, dtype=np.float32)
-                self._queue(pipe, scope, generation, entry, ttl)
-                queued += 1
-            if not self._call("store_many", lambda pipe=pipe: pipe.execute() or True, False):
+                chunk.append(entry)
+            if not self.guard.run(
+                "store_many", lambda chunk=chunk: self._store(index, scope, generation, chunk, ttl), False
+            ):
                 break  # Redis failed: the rest would too; the breaker has counted it
-            stored += queued
+            stored += len(chunk)
         return stored
 
     # -- single flight -------------------------------------------------------------
 
     def take_off(self, scope: CacheScope, query: str) -> Flight:
         """Lead this miss, or follow the caller already leading it (see singleflight)."""
-        flight = take_off(self.guard, scope.lock_key(query_hash(query)))
-        metrics.CACHE_SINGLE_FLIGHT.labels(outcome="leader" if flight.leader else "follower").inc()
-        return flight
+        return _counted(take_off(self.guard, scope.lock_key(query_hash(query))))
+
+    async def atake_off(self, scope: CacheScope, query: str) -> Flight:
+        return _counted(await atake_off(self.guard, scope.lock_key(query_hash(query))))
 
     def wait_for_leader(self, flight: Flight, scope: CacheScope, query: str, *, max_wait: float) -> Lookup:
         """The leader's answer from the exact tier; a miss means "answer it yourself" (and if
         this caller took over from a dead leader, ``flight.leader`` is now True)."""
+        found = flight.wait(lambda: self._exact_hit(scope, query), max_wait)
+        return _followed(flight, found)
 
-        def fetch() -> Lookup | None:
-            found = self.lookup_exact(scope, query)
-            return found if found.hit else None
+    async def await_leader(self, flight: Flight, scope: CacheScope, query: str, *, max_wait: float) -> Lookup:
+        found = await flight.await_(lambda: self._exact_hit(scope, query), max_wait)
+        return _followed(flight, found)
 
-        found = flight.wait(fetch, max_wait)
-        outcome = "served" if found is not None else ("took_over" if flight.leader else "fallback")
-        metrics.CACHE_SINGLE_FLIGHT.labels(outcome=outcome).inc()
-        return found if found is not None else Lookup(None, None, "single_flight_fallback")
+    def _exact_hit(self, scope: CacheScope, query: str) -> Op[Lookup | None]:
+        if self._held(scope):
+            return None
+        found = yield from self._exact(scope, query)
+        return found if found.hit else None
 
 
-def _observe(tier: str, lookup: Lookup, started: float) -> None:
+def _counted(flight: Flight) -> Flight:
+    metrics.CACHE_SINGLE_FLIGHT.labels(outcome="leader" if flight.leader else "follower").inc()
+    return flight
+
+
+def _followed(flight: Flight, found: Lookup | None) -> Lookup:
+    outcome = "served" if found is not None else ("took_over" if flight.leader else "fallback")
+    metrics.CACHE_SINGLE_FLIGHT.labels(outcome=outcome).inc()
+    return found if found is not None else Lookup(None, None, "single_flight_fallback")
+
+
+def _bump(tenant_id: int) -> Op[int]:
+    (generation,) = yield one("EVAL", _BUMP_GENERATION, 1, generation_key(tenant_id))
+    return int(ok(generation))
+
+
+def _observed(tier: str, lookup: Lookup, started: float) -> Lookup:
     metrics.CACHE_LOOKUP_SECONDS.labels(tier=tier).observe(time.perf_counter() - started)
     result = "hit" if lookup.hit else ("error" if lookup.reason == "error" else "miss")
     metrics.CACHE_REQUESTS.labels(tier=tier, result=result).inc()
+    return lookup

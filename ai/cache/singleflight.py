@@ -4,7 +4,8 @@ The first caller takes a short Redis lock (``SET NX PX``) and leads; the
 process's lock keeper renews the lock while the leader works, however long its
 model chain takes. The others follow: they poll the exact tier for the leader's
 answer, backing off, for as long as the lock lives (up to ``max_wait``, the
-leader's own worst case).
+leader's own worst case). An async follower waits on the event loop, holding
+no thread.
 
 - The leader finished without a cacheable answer: it leaves a short "done"
   marker, and the followers go upstream themselves (at once, in parallel).
@@ -13,7 +14,8 @@ leader's own worst case).
 - Redis unreachable (the guard's breaker open, or a call failing): everyone
   leads. The cache fails open; it never blocks an answer.
 
-Works across threads, workers and hosts, because the lock lives in Redis.
+Works across threads, workers and hosts, because the lock lives in Redis. Every
+step is an operation (saascore/redis/ops.py), driven sync or async.
 """
 
 import secrets
@@ -24,6 +26,7 @@ from dataclasses import dataclass, field
 
 from saascore.conf import ai_settings
 from saascore.redis.guard import RedisGuard
+from saascore.redis.ops import Batch, Op, Sleep, ok, one
 
 # Lead: take the lock and clear the "done" of an earlier flight of the same question.
 _ACQUIRE = """
@@ -47,6 +50,11 @@ DONE_TTL = 30.0  # how long followers can still learn that the leader finished
 POLL_FIRST, POLL_MAX = 0.01, 0.25
 
 
+def lock_ttl() -> float:
+    """Seconds a leader's lock lives without renewal: how soon a dead leader is replaced."""
+    return ai_settings.SINGLE_FLIGHT_LOCK_TTL
+
+
 @dataclass
 class Flight:
     """A miss in flight. ``leader`` calls upstream (and must ``release``); the others ``wait``."""
@@ -61,81 +69,84 @@ class Flight:
     def done_key(self) -> str:
         return f"{self.lock_key}:done"
 
-    def _acquire(self) -> bool | None:
-        """Take the lock: True (ours), False (someone else's), None (Redis unavailable)."""
+    # -- operations ---------------------------------------------------------------
+
+    def _acquire(self) -> Op[bool]:
         ttl_ms = str(int(lock_ttl() * 1000))
-        return self.guard.call(
-            "single_flight_lock",
-            lambda client: bool(client.eval(_ACQUIRE, 2, self.lock_key, self.done_key, self.token, ttl_ms)),
-            None,
-        )
+        (taken,) = yield one("EVAL", _ACQUIRE, 2, self.lock_key, self.done_key, self.token, ttl_ms)
+        return bool(ok(taken))
+
+    def _release(self) -> Op[None]:
+        done_ms = str(int(DONE_TTL * 1000))
+        (reply,) = yield one("EVAL", _RELEASE, 2, self.lock_key, self.done_key, self.token, done_ms)
+        ok(reply)
+
+    def _follow(self, fetch: Callable[[], Op[object | None]], max_wait: float) -> Op[object | None]:
+        deadline = time.monotonic() + max_wait
+        pause = POLL_FIRST
+        while time.monotonic() < deadline:
+            found = yield from fetch()
+            if found is not None:
+                return found
+            working, finished = (
+                bool(ok(r)) for r in (yield Batch([("EXISTS", self.lock_key), ("EXISTS", self.done_key)]))
+            )
+            if finished and not working:
+                return (yield from fetch())  # the leader finished: its answer, or nothing cacheable
+            if not working:  # no lock and no "done": the leader died; one of us leads now
+                if (yield from self._acquire()):
+                    self._lead()
+                    return (yield from fetch())  # it may have answered just before it died
+            yield Sleep(pause)
+            pause = min(pause * 1.5, POLL_MAX)
+        return None
+
+    # -- sync and async entry points --------------------------------------------------
 
     def _lead(self) -> None:
         self.leader, self.held = True, True
         _keeper.hold(self)
 
-    def release(self) -> None:
-        """The leader is done: free the lock and tell the followers. A no-op for a follower."""
+    def _releasing(self) -> bool:
         if not self.held:
-            return
+            return False
         self.held = False
         _keeper.drop(self)
-        done_ms = str(int(DONE_TTL * 1000))
-        self.guard.call(
-            "single_flight_release",
-            lambda client: client.eval(_RELEASE, 2, self.lock_key, self.done_key, self.token, done_ms),
-            None,
-        )
+        return True
 
-    def _state(self, client) -> tuple[bool, bool]:
-        pipe = client.pipeline(transaction=False)
-        pipe.exists(self.lock_key)
-        pipe.exists(self.done_key)
-        working, finished = pipe.execute()
-        return bool(working), bool(finished)
+    def release(self) -> None:
+        """The leader is done: free the lock and tell the followers. A no-op for a follower."""
+        if self._releasing():
+            self.guard.run("single_flight_release", self._release, None)
 
-    def wait(self, fetch: Callable[[], object | None], max_wait: float) -> object | None:
-        """Follow the leader: its answer from ``fetch`` (the exact tier), or None.
+    async def arelease(self) -> None:
+        if self._releasing():
+            await self.guard.arun("single_flight_release", self._release, None)
+
+    def wait(self, fetch: Callable[[], Op[object | None]], max_wait: float) -> object | None:
+        """Follow the leader: its answer from ``fetch`` (an exact-tier operation), or None.
 
         None means: go upstream. If this caller took over from a dead leader,
         ``leader`` is now True and the caller must ``release`` when done.
         """
         if self.guard is None:
             return None
-        deadline = time.monotonic() + max_wait
-        pause = POLL_FIRST
-        while time.monotonic() < deadline:
-            found = fetch()
-            if found is not None:
-                return found
-            state = self.guard.call("single_flight_poll", self._state, None)
-            if state is None:
-                return None  # Redis went away: answer without it
-            working, finished = state
-            if finished and not working:
-                return fetch()  # the leader finished: its answer, or nothing cacheable
-            if not working:  # no lock and no "done": the leader died; one of us leads now
-                taken = self._acquire()
-                if taken is None:
-                    return None
-                if taken:
-                    self._lead()
-                    return fetch()  # it may have answered just before it died
-            time.sleep(pause)  # polling Redis, not synchronising a test
-            pause = min(pause * 1.5, POLL_MAX)
-        return None
+        return self.guard.run("single_flight_poll", lambda: self._follow(fetch, max_wait), None)
+
+    async def await_(self, fetch: Callable[[], Op[object | None]], max_wait: float) -> object | None:
+        if self.guard is None:
+            return None
+        return await self.guard.arun("single_flight_poll", lambda: self._follow(fetch, max_wait), None)
 
 
-def take_off(guard: RedisGuard, lock_key: str) -> Flight:
-    """Become the leader of ``lock_key``, or a follower of the current leader.
-
-    Without Redis (breaker open, or the call failing) everyone leads, without a lock.
-    """
+def _started(guard: RedisGuard, lock_key: str) -> Flight:
     flight = Flight(guard=guard, lock_key=lock_key, leader=True)
     if not guard.closed:
-        flight.guard = None
-        return flight
-    taken = flight._acquire()
+        flight.guard = None  # Redis believed down: everyone leads, without a lock
+    return flight
+
+
+def _settled(flight: Flight, taken: bool | None) -> Flight:
     if taken is None:
         flight.guard = None
     elif taken:
@@ -145,9 +156,22 @@ def take_off(guard: RedisGuard, lock_key: str) -> Flight:
     return flight
 
 
-def lock_ttl() -> float:
-    """Seconds a leader's lock lives without renewal: how soon a dead leader is replaced."""
-    return ai_settings.SINGLE_FLIGHT_LOCK_TTL
+def take_off(guard: RedisGuard, lock_key: str) -> Flight:
+    """Become the leader of ``lock_key``, or a follower of the current leader.
+
+    Without Redis (breaker open, or the call failing) everyone leads, without a lock.
+    """
+    flight = _started(guard, lock_key)
+    if flight.guard is None:
+        return flight
+    return _settled(flight, guard.run("single_flight_lock", flight._acquire, None))
+
+
+async def atake_off(guard: RedisGuard, lock_key: str) -> Flight:
+    flight = _started(guard, lock_key)
+    if flight.guard is None:
+        return flight
+    return _settled(flight, await guard.arun("single_flight_lock", flight._acquire, None))
 
 
 class _LockKeeper:

@@ -23,7 +23,10 @@ from typing import TypeVar
 import redis
 
 from saascore import metrics
+from saascore.redis import ops
 from saascore.redis.breaker import BreakerState, CircuitBreaker
+from saascore.redis.connection import async_twin
+from saascore.redis.ops import Op
 
 logger = logging.getLogger("saascore.cache")
 T = TypeVar("T")
@@ -50,17 +53,43 @@ class RedisGuard:
         try:
             result = fn(self.client)
         except UNREACHABLE as exc:
-            self.breaker.record_failure()
-            metrics.CACHE_ERRORS.labels(op=op).inc()
-            logger.warning("redis %s failed, answering without it: %s: %s", op, type(exc).__name__, exc)
+            self._unreachable(op, exc)
             return default
         except redis.RedisError as exc:
-            self.breaker.record_success()  # it answered: reachable, whatever it said
-            metrics.CACHE_ERRORS.labels(op=op).inc()
-            logger.warning("redis %s refused: %s: %s", op, type(exc).__name__, exc)
+            self._refused(op, exc)
             return default
         self.breaker.record_success()
         return result
+
+    def run(self, name: str, op: Callable[[], Op[T]], default: T) -> T:
+        """The operation ``op()`` (saascore/redis/ops.py) driven with the sync client."""
+        return self.call(name, lambda client: ops.run(client, op()), default)
+
+    async def arun(self, name: str, op: Callable[[], Op[T]], default: T) -> T:
+        """The same operation driven with this event loop's asyncio client of the same server."""
+        if not self.breaker.allow():
+            metrics.CACHE_ERRORS.labels(op=f"{name}_breaker_open").inc()
+            return default
+        try:
+            result = await ops.arun(async_twin(self.client), op())
+        except UNREACHABLE as exc:
+            self._unreachable(name, exc)
+            return default
+        except redis.RedisError as exc:
+            self._refused(name, exc)
+            return default
+        self.breaker.record_success()
+        return result
+
+    def _unreachable(self, name: str, exc: Exception) -> None:
+        self.breaker.record_failure()
+        metrics.CACHE_ERRORS.labels(op=name).inc()
+        logger.warning("redis %s failed, answering without it: %s: %s", name, type(exc).__name__, exc)
+
+    def _refused(self, name: str, exc: Exception) -> None:
+        self.breaker.record_success()  # it answered: reachable, whatever it said
+        metrics.CACHE_ERRORS.labels(op=name).inc()
+        logger.warning("redis %s refused: %s: %s", name, type(exc).__name__, exc)
 
 
 def _breaker_metric(state: BreakerState) -> None:

@@ -1,9 +1,12 @@
+"""What a vector backend does for the semantic tier: commands and operations only
+(saascore/redis/ops.py), so that one backend serves the sync and the async cache."""
+
 from typing import Protocol
 
 import numpy as np
-import redis
 
 from ai.cache.keys import CacheScope
+from saascore.redis.ops import Op
 
 
 class VectorIndex(Protocol):
@@ -11,23 +14,21 @@ class VectorIndex(Protocol):
 
     name: str
 
-    def add(
-        self,
-        client: redis.Redis,
-        pipe: redis.client.Pipeline,
-        scope: CacheScope,
-        generation: int,
-        qhash: str,
-        vector: np.ndarray,
-        ttl: int,
-    ) -> None:
-        """Queue the commands that index an entry (the entry HASH is written by the caller)."""
+    def prepare(self, scope: CacheScope, dim: int) -> Op[None]:
+        """Make sure the index exists before entries are added (nothing for vector sets)."""
 
-    def search(self, client: redis.Redis, scope: CacheScope, generation: int, vector: np.ndarray, k: int) -> list[str]:
+    def add_commands(self, scope: CacheScope, generation: int, qhash: str, vector: np.ndarray, ttl: int) -> list:
+        """The commands that index an entry (the entry HASH is written by the caller)."""
+
+    def search(self, scope: CacheScope, generation: int, vector: np.ndarray, k: int) -> Op[list[str]]:
         """Query hashes of up to ``k`` nearest entries, nearest first."""
 
-    def count(self, client: redis.Redis, scope: CacheScope, generation: int, dim: int) -> int:
+    def count(self, scope: CacheScope, generation: int, dim: int) -> Op[int]:
         """Entries of the scope's current generation in the index (expired ones may still count)."""
 
-    def remove(self, client: redis.Redis, scope: CacheScope, generation: int, qhashes: list[str]) -> None:
-        """Forget entries whose payload is gone."""
+    def remove_commands(self, scope: CacheScope, generation: int, qhashes: list[str]) -> list:
+        """The commands that forget entries whose payload is gone."""
+
+
+def blob(vector: np.ndarray) -> bytes:
+    return np.asarray(vector, dtype=np.float32).tobytes()
