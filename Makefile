@@ -33,7 +33,7 @@ run: demo
 	$(MANAGE) collectstatic --noinput --verbosity 0
 	trap 'kill 0' INT TERM EXIT; \
 	$(MANAGE) db_worker --queue-name default & \
-	DJANGO_SETTINGS_MODULE=saascore.settings.local $(VENV)/bin/gunicorn -c saascore/gunicorn_conf.py saascore.wsgi
+	DJANGO_SETTINGS_MODULE=saascore.settings.local $(VENV)/bin/gunicorn -c saascore/gunicorn_conf.py saascore.asgi:application
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -13,6 +13,6 @@ class AiConfig(AppConfig):
 
         threadpool_limits(limits=1, user_api="blas")
 
-        from ai.rag import signals
+        from ai import signals
 
         signals.connect()

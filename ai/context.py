@@ -1,5 +1,5 @@
-"""What a query carries through the pipeline (ai/pipeline.py): who asked and what it may
-spend (``QueryContext``), what it consumed before its answer (``Spent``), what routing
+"""What a query carries through the pipeline (ai/pipeline.py): who asked and how
+(``QueryContext``), what it consumed before its answer (``Spent``), what routing
 decided (``Routed``), and what it answers (``QueryResult``)."""
 
 from dataclasses import dataclass, field
@@ -56,7 +56,6 @@ class QueryContext:
     embedder: Embedder
     use_cache: bool  # read and/or write the cache
     read_cache: bool  # answer from it ("refresh" writes only)
-    max_cost: Decimal  # what admission reserved: the most the answer may cost
 
 
 @dataclass(frozen=True)

@@ -1,17 +1,22 @@
-"""The query flow, in the reference article's order with the exact tier first and
-one shared embedding:
+"""The query flow, async end to end, in the reference article's order with the exact tier
+first and one shared embedding:
 
-authenticate -> admission -> exact tier -> embed once -> route -> threshold from
-confidence -> semantic tier -> (miss) single flight -> retrieve -> generate with the
-routed model and its fallbacks, capped to the request's reservation -> cache the
-answer -> usage row -> metrics.
+authenticate -> rate limit -> exact tier -> embed once -> route -> threshold from
+confidence -> semantic tier -> (miss) single flight -> spend reservation ->
+retrieve -> generate with the routed model and its fallbacks, capped to the
+reservation -> cache the answer -> usage row (group commit) -> metrics.
 
-Network calls (Redis, embeddings, LLM) happen outside database transactions.
+Redis through the asyncio client (saascore/redis/ops.py), models through the
+openai async client; CPU work (embedding, routing, the verifier, the local
+answerer) in the CPU pool and PostgreSQL (retrieval, a reservation, a row-cache
+miss) in the DB pool: the event loop only waits. A hit runs no SQL: its key,
+settings and prices come from per-process caches, its ledger row goes in with
+other requests' rows (billing/group_commit.py), and it reserves nothing (it costs
+nothing to answer). Network calls happen outside database transactions.
 """
 
 import logging
 import time
-from decimal import Decimal
 
 from ai.cache import CacheHit, CacheScope, SemanticCache, get_cache
 from ai.cache.entries import CacheEntry
@@ -23,10 +28,12 @@ from ai.rag.retrieval import retrieve
 from ai.router.decisions import Intent
 from ai.router.service import route_query
 from ai.tenant_settings.models import TenantAISettings
-from ai.tenant_settings.selectors import settings_for
-from billing.admission import admit, release
-from billing.services import Usage, usage_record
+from ai.tenant_settings.selectors import asettings_for
+from billing.admission import arate_check, arelease, areserve
+from billing.group_commit import ledger
+from billing.services import Usage
 from saascore import metrics
+from saascore.pools import in_background, in_cpu, in_db
 from tenants.models import Tenant
 
 logger = logging.getLogger("saascore.query")
@@ -44,13 +51,13 @@ def _usage_dict(row: dict) -> dict:
     }
 
 
-def _record(ctx: QueryContext, usage: Usage) -> dict:
-    row = usage_record(tenant=ctx.tenant, usage=usage)
+async def _record(ctx: QueryContext, usage: Usage) -> dict:
+    row = await ledger.arecord(tenant_id=ctx.tenant.pk, usage=usage)
     metrics.usage_count(tenant=ctx.tenant, row=row)
     return row
 
 
-def _hit(ctx: QueryContext, hit: CacheHit, routed: Routed | None = None) -> tuple[QueryResult, Decimal]:
+async def _hit(ctx: QueryContext, hit: CacheHit, routed: Routed | None = None) -> QueryResult:
     """A cache hit of any tier (``routed`` None: an exact hit before embedding and routing):
     its usage row (what it saved) and the response."""
     entry = hit.entry
@@ -65,8 +72,8 @@ def _hit(ctx: QueryContext, hit: CacheHit, routed: Routed | None = None) -> tupl
         saved_output_tokens=entry.output_tokens,
         cached_question=entry.query[:500],
     )
-    row = _record(ctx, usage)
-    result = QueryResult(
+    row = await _record(ctx, usage)
+    return QueryResult(
         response=entry.response,
         source="cache",
         cache={"tier": hit.tier, "similarity": round(hit.similarity, 4), "threshold": threshold},
@@ -77,10 +84,9 @@ def _hit(ctx: QueryContext, hit: CacheHit, routed: Routed | None = None) -> tupl
         request_id=ctx.request_id,
         headers={"X-Cache": f"HIT-{hit.tier.upper()}"},
     )
-    return result, row["cost"]
 
 
-def answer_query(
+async def answer_query(
     *, tenant: Tenant, query: str, user_id: str | None, cache_mode: str, request_id: str, ledger_id: str | None = None
 ) -> QueryResult:
     """Raises AdmissionRefused (429/402) and UpstreamFailed (502 after a zero-cost usage row).
@@ -90,28 +96,25 @@ def answer_query(
     """
     started = time.perf_counter()
     cache = get_cache()
-    admission = admit(tenant=tenant, guard=cache.guard)
+    await arate_check(tenant=tenant, guard=cache.guard)
+    settings, embedder = await asettings_for(tenant), get_embedder()
+    use_cache = settings.cache_enabled and cache_mode != "bypass"
+    ctx = QueryContext(
+        tenant=tenant,
+        query=query,
+        request_id=request_id,
+        ledger_id=ledger_id or request_id,
+        settings=settings,
+        scope=_scope(tenant, settings, embedder.id, user_id),
+        embedder=embedder,
+        use_cache=use_cache,
+        read_cache=use_cache and cache_mode != "refresh",
+    )
     try:
-        settings, embedder = settings_for(tenant), get_embedder()
-        use_cache = settings.cache_enabled and cache_mode != "bypass"
-        ctx = QueryContext(
-            tenant=tenant,
-            query=query,
-            request_id=request_id,
-            ledger_id=ledger_id or request_id,
-            settings=settings,
-            scope=_scope(tenant, settings, embedder.id, user_id),
-            embedder=embedder,
-            use_cache=use_cache,
-            read_cache=use_cache and cache_mode != "refresh",
-            max_cost=admission.max_cost,
-        )
-        result, _ = _answer(ctx, cache)
+        result = await _answer(ctx, cache)
     except UpstreamFailed:
         metrics.query_count(tenant=tenant, source="error", seconds=time.perf_counter() - started)
         raise
-    finally:
-        release(admission)
     seconds = time.perf_counter() - started
     result.latency_ms = round(seconds * 1000, 2)
     tier = result.cache.get("tier")
@@ -133,38 +136,39 @@ def _scope(tenant: Tenant, settings: TenantAISettings, embedder_id: str, user_id
     return CacheScope(tenant.pk, embedder_id, user_id if per_user else None)
 
 
-def _answer(ctx: QueryContext, cache: SemanticCache) -> tuple[QueryResult, Decimal]:
+async def _answer(ctx: QueryContext, cache: SemanticCache) -> QueryResult:
     generation = None
     if ctx.use_cache:
-        exact = cache.lookup_exact(ctx.scope, ctx.query)
+        exact = await cache.alookup_exact(ctx.scope, ctx.query)
         generation = exact.generation
         if ctx.read_cache and exact.hit:
-            return _hit(ctx, exact.hit)
+            return await _hit(ctx, exact.hit)
 
-    routed = _route(ctx, generation)
+    routed = await _route(ctx, generation)
     if routed.threshold is not None and ctx.read_cache and routed.whole:
-        found = cache.lookup_semantic(
+        found = await cache.alookup_semantic(
             ctx.scope, routed.generation, ctx.query, routed.vector, routed.threshold, intent=str(routed.decision.intent)
         )
         if found.hit:
-            return _hit(ctx, found.hit, routed)
+            in_background(cache.aalias(ctx.scope, found.hit, ctx.query))  # its repeats: exact hits
+            return await _hit(ctx, found.hit, routed)
 
     decision = routed.decision
     chain = model_chain(decision.model, decision.fallbacks, local_fallback=ctx.settings.local_fallback)
-    flight = None if routed.threshold is None else cache.take_off(ctx.scope, ctx.query)
+    flight = None if routed.threshold is None else await cache.atake_off(ctx.scope, ctx.query)
     try:
         if flight is not None and not flight.leader and ctx.read_cache:
-            waited = cache.wait_for_leader(flight, ctx.scope, ctx.query, max_wait=chain_deadline(chain))
+            waited = await cache.await_leader(flight, ctx.scope, ctx.query, max_wait=chain_deadline(chain))
             if waited.hit:
-                return _hit(ctx, waited.hit, routed)
-        answer = _generate(ctx, routed, chain)
-        stored = _store(ctx, cache, routed, answer)
+                return await _hit(ctx, waited.hit, routed)
+        answer = await _generate(ctx, routed, chain)
+        stored = await _store(ctx, cache, routed, answer)
     finally:
         if flight is not None:
-            flight.release()
+            await flight.arelease()
     tokens = {"input_tokens": answer.input_tokens, "output_tokens": answer.output_tokens}
-    row = _record(ctx, routed.spent.usage(ctx, source="llm", model=answer.model, **tokens))
-    result = QueryResult(
+    row = await _record(ctx, routed.spent.usage(ctx, source="llm", model=answer.model, **tokens))
+    return QueryResult(
         response=answer.text,
         source="llm",
         cache={"tier": None, "similarity": None, "threshold": routed.threshold, "stored": stored},
@@ -178,16 +182,17 @@ def _answer(ctx: QueryContext, cache: SemanticCache) -> tuple[QueryResult, Decim
             "X-Router-Confidence": f"{decision.confidence:.4f}",
         },
     )
-    return result, row["cost"]
 
 
-def _route(ctx: QueryContext, generation: int | None) -> Routed:
-    """Embed once and route with that vector; the threshold follows the router's confidence."""
-    embedded = ctx.embedder.embed([ctx.query])
+async def _route(ctx: QueryContext, generation: int | None) -> Routed:
+    """Embed once (CPU pool) and route with that vector; the threshold follows the router's
+    confidence. Routing may read example sets and call the LLM router: the DB pool."""
+    embedded = await in_cpu(ctx.embedder.embed, [ctx.query])
     vector = embedded.vectors[0]
-    decision = route_query(
-        tenant=ctx.tenant, query=ctx.query, vector=vector, embedder_id=ctx.embedder.id, settings=ctx.settings
-    )
+    decision = await in_db(
+        route_query,
+        tenant=ctx.tenant, query=ctx.query, vector=vector, embedder_id=ctx.embedder.id, settings=ctx.settings,
+    )  # fmt: skip
     router_model, router_in, router_out = decision.router_usage or ("", 0, 0)
     cached = ctx.use_cache and generation is not None
     return Routed(
@@ -198,7 +203,7 @@ def _route(ctx: QueryContext, generation: int | None) -> Routed:
         threshold=ctx.settings.semantic_threshold(decision) if cached else None,
         # A query longer than the embedder's window has the vector of its beginning only:
         # no semantic match may rest on it, and it is cached for exact repeats only.
-        whole=ctx.embedder.sees_whole(ctx.query),
+        whole=await in_cpu(ctx.embedder.sees_whole, ctx.query),
     )
 
 
@@ -206,18 +211,23 @@ def _citations(answer: Generation) -> list[dict]:
     return [{"document": c.title, "document_id": c.document_id, "chunk": c.position} for c in answer.used]
 
 
-def _generate(ctx: QueryContext, routed: Routed, chain: list[str]) -> Generation:
+async def _generate(ctx: QueryContext, routed: Routed, chain: list[str]) -> Generation:
+    """A miss: reserve what it may spend, retrieve, generate within the reservation."""
     if routed.decision.intent == Intent.ERROR:
         return Generation(ERROR_ANSWER, "local-extractive", 0, 0, [])
-    chunks = retrieve(tenant=ctx.tenant, vector=routed.vector, k=RETRIEVE_K)
+    admission = await areserve(tenant=ctx.tenant)
     try:
-        return generate(query=ctx.query, chunks=chunks, chain=chain, budget=ctx.max_cost - routed.spent.cost())
+        chunks = await in_db(retrieve, tenant=ctx.tenant, vector=routed.vector, k=RETRIEVE_K)
+        budget = admission.max_cost - await in_db(routed.spent.cost)
+        return await generate(query=ctx.query, chunks=chunks, chain=chain, budget=budget)
     except UpstreamFailed:
-        _record(ctx, routed.spent.usage(ctx, source="error", model=routed.decision.model))
+        await _record(ctx, routed.spent.usage(ctx, source="error", model=routed.decision.model))
         raise
+    finally:
+        await arelease(admission)
 
 
-def _store(ctx: QueryContext, cache: SemanticCache, routed: Routed, answer: Generation) -> str:
+async def _store(ctx: QueryContext, cache: SemanticCache, routed: Routed, answer: Generation) -> str:
     """Cache the answer (for exact repeats only when the embedder did not see the query whole)."""
     if routed.threshold is None or routed.generation is None:
         return "bypass"
@@ -238,7 +248,7 @@ def _store(ctx: QueryContext, cache: SemanticCache, routed: Routed, answer: Gene
         threshold=routed.threshold,
         extra={"citations": _citations(answer)},
     )
-    stored = cache.store(
+    stored = await cache.astore(
         ctx.scope,
         routed.generation,
         entry,

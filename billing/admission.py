@@ -24,13 +24,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from billing.budgets import MICRODOLLAR, budget_for, in_flight
+from billing.budgets import MICRODOLLAR, abudget_for, budget_for, in_flight
 from billing.models import SpendCounter, SpendReservation
 from billing.services import POSTGRES_UNAVAILABLE, period_of
 from saascore.api.errors import ApiError
 from saascore.conf import ai_settings
+from saascore.pools import in_db
 from saascore.redis import keys
 from saascore.redis.guard import RedisGuard
+from saascore.redis.ops import Op, ok, one
 from tenants.models import Tenant
 from tenants.scoping import tenant_scope
 
@@ -58,12 +60,29 @@ return n
 """
 
 
+def _counted(key: str) -> Op[int]:
+    (count,) = yield one("EVAL", _RATE, 1, key, 120)
+    return int(ok(count))
+
+
 def _rate_check(guard: RedisGuard | None, tenant: Tenant, limit: int | None, now: float) -> None:
     if not limit or guard is None:
         return
-    window = int(now // 60)
-    key = keys.rate_key(tenant.pk, window)
-    count = guard.call("rate_limit", lambda client: int(client.eval(_RATE, 1, key, 120)), None)
+    key = keys.rate_key(tenant.pk, int(now // 60))
+    _rate_verdict(guard.run("rate_limit", lambda: _counted(key), None), limit, now)
+
+
+async def arate_check(*, tenant: Tenant, guard: RedisGuard) -> None:
+    """The per-minute rate limit, for the async path (raises AdmissionRefused 429)."""
+    limit = (await abudget_for(tenant)).requests_per_minute
+    if not limit:
+        return
+    now = time.time()
+    key = keys.rate_key(tenant.pk, int(now // 60))
+    _rate_verdict(await guard.arun("rate_limit", lambda: _counted(key), None), limit, now)
+
+
+def _rate_verdict(count: int | None, limit: int, now: float) -> None:
     if count is None:
         return  # Redis unavailable: not enforced (money is checked in PostgreSQL)
     if count > limit:
@@ -84,9 +103,28 @@ def _next_month(now: datetime) -> datetime:
 
 def admit(*, tenant: Tenant, guard: RedisGuard | None = None, now: datetime | None = None) -> Admission:
     """Check the rate limit and reserve the request's maximum cost, or raise AdmissionRefused."""
-    now = now or datetime.now(UTC)
     budget = budget_for(tenant)
     _rate_check(guard, tenant, budget.requests_per_minute, time.time())
+    return reserve(tenant=tenant, now=now)
+
+
+async def areserve(*, tenant: Tenant) -> Admission:
+    """``reserve`` off the event loop; nothing to do (no SQL) for a tenant without a spend limit."""
+    budget = await abudget_for(tenant)
+    if budget.monthly_spend_limit is None:
+        return Admission(tenant.pk, budget.max_request_cost)
+    return await in_db(reserve, tenant=tenant)
+
+
+async def arelease(admission: Admission) -> None:
+    if admission.reservation_id is not None:
+        await in_db(release, admission)
+
+
+def reserve(*, tenant: Tenant, now: datetime | None = None) -> Admission:
+    """Reserve the request's maximum cost against the monthly spend limit, or raise AdmissionRefused (402)."""
+    now = now or datetime.now(UTC)
+    budget = budget_for(tenant)
     limit, max_cost = budget.monthly_spend_limit, budget.max_request_cost
     if limit is None:
         return Admission(tenant.pk, max_cost)

@@ -23,6 +23,12 @@ def budget_for(tenant: object) -> TenantBudget:
     return _budgets.get(tenant_id, lambda: _load_budget(tenant_id))
 
 
+async def abudget_for(tenant: object) -> TenantBudget:
+    """``budget_for`` for async callers: read off the loop when this process has not read it yet."""
+    tenant_id = getattr(tenant, "pk", tenant)
+    return await _budgets.aget(tenant_id, lambda: _load_budget(tenant_id))
+
+
 def _load_budget(tenant_id: int) -> TenantBudget:
     with tenant_scope(tenant_id):
         return TenantBudget.objects.for_tenant(tenant_id).first() or TenantBudget(tenant_id=tenant_id)

@@ -65,20 +65,23 @@ def price_usage(usage: Usage, when: datetime) -> tuple[Decimal, Decimal]:
 # Errors of the row itself (DataError, IntegrityError, ProgrammingError) are bugs: they propagate.
 POSTGRES_UNAVAILABLE = (OperationalError, InterfaceError, InternalError)
 _FIELDS = [field for field in UsageRecord._meta.concrete_fields if not field.primary_key]
-# The row, and (if it went in and cost something) its cost on the month's counter, in one statement.
+# A tenant's rows, and the cost of those that went in on the month's counters, in one statement.
 _COUNTER = SpendCounter._meta.db_table
+_ROW = f"({', '.join(['%s'] * len(_FIELDS))})"
 _INSERT = f"""
 WITH inserted AS (
     INSERT INTO {UsageRecord._meta.db_table} ({", ".join(field.column for field in _FIELDS)})
-    VALUES ({", ".join(["%s"] * len(_FIELDS))}) ON CONFLICT (tenant_id, request_id) DO NOTHING
-    RETURNING tenant_id, cost
+    VALUES {{rows}} ON CONFLICT (tenant_id, request_id) DO NOTHING
+    RETURNING tenant_id, request_id, cost, created_at
 ), counted AS (
     INSERT INTO {_COUNTER} (tenant_id, period, committed)
-    SELECT tenant_id, %s, cost FROM inserted WHERE cost > 0
+    SELECT tenant_id, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM'), sum(cost) FROM inserted
+    WHERE cost > 0 GROUP BY 1, 2
     ON CONFLICT (tenant_id, period) DO UPDATE SET committed = {_COUNTER}.committed + EXCLUDED.committed
     RETURNING committed
 )
-SELECT (SELECT count(*) FROM inserted), (SELECT committed FROM counted)
+SELECT (SELECT coalesce(array_agg(request_id), '{{{{}}}}') FROM inserted),
+       (SELECT sum(cost) FROM inserted), (SELECT max(committed) FROM counted)
 """
 
 
@@ -87,21 +90,30 @@ def period_of(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y-%m")
 
 
-def _insert(row: dict) -> bool:
-    """Insert-or-ignore on the ledger's unique key: True if the row went in, False if it was there.
+def insert_rows(tenant_id: int, rows: list[dict]) -> set[str]:
+    """Insert-or-ignore a tenant's rows on the ledger's unique key, in one statement that also
+    adds their cost to the month's counter; returns the request ids that went in (the others
+    were there already). Runs in the caller's transaction, inside the tenant's scope.
 
-    Raw SQL because the ORM's ``bulk_create(ignore_conflicts=True)`` cannot say
-    which (the spool's drain reports replays the key absorbed), nor count the row
-    on the month's counter in the same statement.
+    Raw SQL because the ORM's ``bulk_create(ignore_conflicts=True)`` cannot say which
+    went in (the spool's drain reports replays the key absorbed), nor count them on the
+    counter in the same statement.
     """
-    record = UsageRecord(**row)
-    values = [field.get_db_prep_save(field.pre_save(record, True), connection) for field in _FIELDS]
-    with tenant_scope(record.tenant_id), connection.cursor() as cursor:
-        cursor.execute(_INSERT, [*values, period_of(record.created_at)])
-        inserted, committed = cursor.fetchone()
-    if committed is not None:
-        budget_alert_check(tenant_id=record.tenant_id, before=committed - record.cost, after=committed)
-    return inserted == 1
+    values = []
+    for row in rows:
+        record = UsageRecord(**row)
+        values += [field.get_db_prep_save(field.pre_save(record, True), connection) for field in _FIELDS]
+    with tenant_scope(tenant_id), connection.cursor() as cursor:
+        cursor.execute(_INSERT.format(rows=", ".join([_ROW] * len(rows))), values)
+        inserted, added, committed = cursor.fetchone()
+    if committed is not None and added:
+        budget_alert_check(tenant_id=tenant_id, before=committed - added, after=committed)
+    return set(inserted)
+
+
+def _insert(row: dict) -> bool:
+    """One row: True if it went in, False if it was there already."""
+    return bool(insert_rows(row["tenant_id"], [row]))
 
 
 def usage_record(*, tenant: Tenant, usage: Usage, when: datetime | None = None) -> dict:
@@ -118,19 +130,20 @@ def usage_record(*, tenant: Tenant, usage: Usage, when: datetime | None = None) 
         row["cost"], row["saved"] = price_usage(usage, when)
     except POSTGRES_UNAVAILABLE as exc:
         logger.error("usage row for request %s spooled unpriced, PostgreSQL unavailable: %s", usage.request_id, exc)
-        _spool({**row, "cost": None, "saved": None})
+        spool_unwritten({**row, "cost": None, "saved": None})
         return row
     try:
         _insert(row)
     except POSTGRES_UNAVAILABLE as exc:
         logger.error("usage row for request %s spooled, PostgreSQL unavailable: %s", usage.request_id, exc)
-        _spool(row)
+        spool_unwritten(row)
     else:
         spool_retry.drain_leftovers(spool_flush)
     return row
 
 
-def _spool(row: dict) -> None:
+def spool_unwritten(row: dict) -> None:
+    """Keep a row PostgreSQL could not take in the local spool (fsync'd), for a later drain."""
     try:
         spool(row)
     except OSError as exc:  # the disk refuses too: this log line is the row's last record

@@ -19,9 +19,20 @@ def price_at(*, model: str, when: datetime | None = None) -> ModelPrice | None:
     return next((price for price in _prices_of(model) if price.effective_from <= when), None)
 
 
+async def aprice_at(*, model: str, when: datetime | None = None) -> ModelPrice | None:
+    """``price_at`` for async callers: a price this process has not read yet is read off the loop."""
+    when = when or timezone.now()
+    prices = await _prices.aget(model, lambda: _load(model))
+    return next((price for price in prices if price.effective_from <= when), None)
+
+
+def _load(model: str) -> list[ModelPrice]:
+    return list(ModelPrice.objects.filter(model=model).order_by("-effective_from"))
+
+
 def _prices_of(model: str) -> list[ModelPrice]:
     """The model's prices, newest first."""
-    return _prices.get(model, lambda: list(ModelPrice.objects.filter(model=model).order_by("-effective_from")))
+    return _prices.get(model, lambda: _load(model))
 
 
 _prices = TTLCache("model-prices", lambda: ai_settings.ROW_CACHE_SECONDS).forget_on_change(ModelPrice)

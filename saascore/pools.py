@@ -13,7 +13,8 @@ The event loop never waits on either except through ``await``.
 
 import asyncio
 import functools
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -22,6 +23,7 @@ from django.db import close_old_connections
 from saascore.conf import ai_settings
 
 T = TypeVar("T")
+logger = logging.getLogger("saascore.pools")
 _pools: dict[str, ThreadPoolExecutor] = {}
 
 
@@ -51,3 +53,20 @@ async def in_db(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     pool = _pool("db", ai_settings.DB_THREADS)
     call = functools.partial(_with_connection_care, fn, *args, **kwargs)
     return await asyncio.get_running_loop().run_in_executor(pool, call)
+
+
+_background: set[asyncio.Task] = set()
+
+
+def in_background(work: Coroutine[Any, Any, Any]) -> None:
+    """Run ``work`` on the loop without waiting for it (an exact alias, a last-used hint);
+    its failure is logged, never raised into a request."""
+    task = asyncio.get_running_loop().create_task(work)
+    _background.add(task)
+    task.add_done_callback(_finished)
+
+
+def _finished(task: asyncio.Task) -> None:
+    _background.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        logger.warning("background work failed: %r", task.exception())

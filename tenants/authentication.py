@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from rest_framework import authentication, exceptions
 
 from saascore.logs import tenant_id_var
+from saascore.redis.guard import shared_guard
+from tenants.key_cache import aapi_key_verify
 from tenants.models import ApiKey, Tenant
 from tenants.services import api_key_verify
 
@@ -49,6 +51,23 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request) -> str:
         return 'Bearer realm="api"'
+
+
+async def aauthenticate(request) -> ApiClient:
+    """The async path's API-key authentication (tenants/key_cache.py: no SQL in steady state).
+
+    Raises DRF's NotAuthenticated (no key) or AuthenticationFailed (a bad one): 401.
+    Sets ``request.user`` and ``request.auth`` as DRF would.
+    """
+    key = key_from_headers(request.META)
+    if key is None:
+        raise exceptions.NotAuthenticated()
+    api_key = await aapi_key_verify(key=key, guard=shared_guard())
+    if api_key is None:
+        raise exceptions.AuthenticationFailed("The API key is invalid, revoked or expired.")
+    tenant_id_var.set(api_key.tenant_id)  # log lines from here on name the tenant
+    request.user, request.auth = ApiClient(api_key), api_key
+    return request.user
 
 
 def request_tenant(request) -> Tenant:

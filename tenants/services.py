@@ -67,7 +67,10 @@ def api_key_rename(*, tenant: Tenant, key_id: int, name: str) -> ApiKey:
 _KEY_FORMAT = re.compile(rf"{KEY_SCHEME}_([0-9]{{1,18}})_([A-Za-z0-9_-]+)", re.ASCII)
 
 
-def _parse_key(key: str) -> tuple[int, str] | None:
+def parse_key(key: str) -> tuple[int, str] | None:
+    """(tenant id, secret) of a key of the right shape and length, or None."""
+    if len(key) > MAX_KEY_LENGTH:
+        return None
     match = _KEY_FORMAT.fullmatch(key)
     if match is None:
         return None
@@ -82,7 +85,7 @@ def api_key_verify(*, key: str) -> ApiKey | None:
     """
     if len(key) > MAX_KEY_LENGTH:
         return None
-    parsed = _parse_key(key)
+    parsed = parse_key(key)
     if parsed is None:
         return None
     tenant_id, secret = parsed
@@ -102,3 +105,9 @@ def api_key_verify(*, key: str) -> ApiKey | None:
             ApiKey.objects.for_tenant(tenant_id).filter(pk=api_key.pk).update(last_used_at=now)
             api_key.last_used_at = now
     return api_key
+
+
+def api_key_touch(*, tenant_id: int, key_id: int, when: datetime) -> None:
+    """Note that a key was used (a hint for people: at most once a minute per key and process)."""
+    with tenant_scope(tenant_id):
+        ApiKey.objects.for_tenant(tenant_id).filter(pk=key_id).update(last_used_at=when)

@@ -34,13 +34,29 @@ def test_database_url(alias: str = "default") -> str:
     return f"postgresql://{quote(s['USER'])}:{quote(s['PASSWORD'] or '')}@{s['HOST']}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
+class Headers(dict):
+    """Response headers by case-insensitive name (HTTP's rule; uvicorn sends them in lower case)."""
+
+    def __init__(self, message) -> None:
+        super().__init__((name.lower(), value) for name, value in message.items())
+
+    def __getitem__(self, name: str) -> str:
+        return super().__getitem__(name.lower())
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and super().__contains__(name.lower())
+
+    def get(self, name: str, default=None):
+        return super().get(name.lower(), default)
+
+
 def http(method: str, url: str, headers: dict | None = None, body: bytes | None = None) -> tuple[int, dict, dict]:
     request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, dict(response.headers), json.loads(response.read() or b"null")
+            return response.status, Headers(response.headers), json.loads(response.read() or b"null")
     except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), json.loads(error.read() or b"null")
+        return error.code, Headers(error.headers), json.loads(error.read() or b"null")
 
 
 @dataclass
@@ -108,7 +124,7 @@ def served(
         **env,
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "saascore/gunicorn_conf.py", "saascore.wsgi"],
+        [sys.executable, "-m", "gunicorn", "-c", "saascore/gunicorn_conf.py", "saascore.asgi:application"],
         cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
     spool = Path(environment.get("BILLING_SPOOL_DIR") or ROOT / "var" / "spool")

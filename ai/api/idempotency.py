@@ -17,10 +17,13 @@ cache or the model), though not billed again.
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from saascore.api.errors import ApiError
 from saascore.redis import keys
 from saascore.redis.guard import RedisGuard
+from saascore.redis.ops import Op, ok, one
 
 REPLAY_TTL = 24 * 3600
 MAX_KEY_LENGTH = 255
@@ -59,48 +62,86 @@ class Replay:
     headers: dict
 
 
-class KeyReused(Exception):
-    """The key came with another body (422)."""
+class KeyReused(ApiError):
+    status, code = 422, "idempotency_key_reused"
+
+    def __init__(self) -> None:
+        super().__init__("This Idempotency-Key was used with another request body; use a new key for a new request.")
 
 
-class KeyInFlight(Exception):
-    """The first request with this key has not answered yet (409)."""
+class KeyInFlight(ApiError):
+    status, code = 409, "idempotency_in_flight"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The first request with this Idempotency-Key has not answered yet; retry shortly.", retry_after=1
+        )
 
 
-def idempotency_begin(
-    guard: RedisGuard, *, tenant_id: int, api_key_id: int, user_id: str | None, key: str, request: dict, ttl: int
-) -> Idempotent | Replay:
-    """Claim ``key`` for this request, or replay its answer; raises KeyReused / KeyInFlight.
-
-    ``ttl``: how long a claim lives before a crashed request's key may be used again.
-    """
+def _claim(
+    *, tenant_id: int, api_key_id: int, user_id: str | None, key: str, request: dict, ttl: int
+) -> tuple[Idempotent, Callable[[], Op[bytes | bool]]]:
     scope = _digest(str(api_key_id), user_id or "", key)
     fingerprint = _digest(json.dumps(request, sort_keys=True, separators=(",", ":"), default=str))
     redis_key = keys.idempotency_key(tenant_id, scope)
     claim = Idempotent(redis_key, fingerprint, "idem-" + _digest(scope, fingerprint), claimed=True)
     pending = json.dumps({"state": "pending", "request": fingerprint})
-    held = guard.call("idempotency", lambda client: client.eval(_CLAIM, 1, redis_key, pending, str(ttl)) or False, None)
-    if held is None:
-        return Idempotent(redis_key, fingerprint, claim.ledger_id, claimed=False)
+
+    def op() -> Op[bytes | bool]:
+        (held,) = yield one("EVAL", _CLAIM, 1, redis_key, pending, str(ttl))
+        return ok(held) or False
+
+    return claim, op
+
+
+def _outcome(claim: Idempotent, held: bytes | bool | None) -> Idempotent | Replay:
+    if held is None:  # Redis unavailable: run unguarded; the ledger id still bills a retry once
+        return Idempotent(claim.redis_key, claim.fingerprint, claim.ledger_id, claimed=False)
     if held is False:
         return claim
     record = json.loads(held)
-    if record["request"] != fingerprint:
+    if record["request"] != claim.fingerprint:
         raise KeyReused
     if record["state"] == "pending":
         raise KeyInFlight
     return Replay(record["body"], record["headers"])
 
 
-def idempotency_finish(guard: RedisGuard, claim: Idempotent, *, body: dict, headers: dict) -> None:
+def idempotency_begin(guard: RedisGuard, **request) -> Idempotent | Replay:
+    """Claim the key for this request, or replay its answer; raises KeyReused (422) / KeyInFlight (409).
+
+    Keywords: ``tenant_id``, ``api_key_id``, ``user_id``, ``key``, ``request`` (the validated
+    body), ``ttl`` (how long a claim lives before a crashed request's key may be used again).
+    """
+    claim, op = _claim(**request)
+    return _outcome(claim, guard.run("idempotency", op, None))
+
+
+async def aidempotency_begin(guard: RedisGuard, **request) -> Idempotent | Replay:
+    claim, op = _claim(**request)
+    return _outcome(claim, await guard.arun("idempotency", op, None))
+
+
+async def aidempotency_finish(guard: RedisGuard, claim: Idempotent, *, body: dict, headers: dict) -> None:
     """Keep the answer for replays."""
     if not claim.claimed:
         return
     record = json.dumps({"state": "done", "request": claim.fingerprint, "body": body, "headers": headers}, default=str)
-    guard.call("idempotency", lambda client: client.set(claim.redis_key, record, ex=REPLAY_TTL), None)
+
+    def op() -> Op[None]:
+        (reply,) = yield one("SET", claim.redis_key, record, "EX", REPLAY_TTL)
+        ok(reply)
+
+    await guard.arun("idempotency", op, None)
 
 
-def idempotency_abandon(guard: RedisGuard, claim: Idempotent) -> None:
+async def aidempotency_abandon(guard: RedisGuard, claim: Idempotent) -> None:
     """The request did not answer (an error): a retry may run it again."""
-    if claim.claimed:
-        guard.call("idempotency", lambda client: client.eval(_FORGET_IF_PENDING, 1, claim.redis_key), None)
+    if not claim.claimed:
+        return
+
+    def op() -> Op[None]:
+        (reply,) = yield one("EVAL", _FORGET_IF_PENDING, 1, claim.redis_key)
+        ok(reply)
+
+    await guard.arun("idempotency", op, None)

@@ -2,27 +2,25 @@
 
 import re
 
+from django.http import HttpRequest, HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
-from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from ai.api.idempotency import (
     MAX_KEY_LENGTH,
-    KeyInFlight,
-    KeyReused,
     Replay,
-    idempotency_abandon,
-    idempotency_begin,
-    idempotency_finish,
+    aidempotency_abandon,
+    aidempotency_begin,
+    aidempotency_finish,
 )
 from ai.cache import get_cache
 from ai.pipeline import answer_query
 from ai.tenant_settings.models import TenantAISettings
-from ai.tenant_settings.selectors import settings_for
-from saascore.api.errors import error_response
+from ai.tenant_settings.selectors import asettings_for
+from saascore.api.lean import async_endpoint, json_body, json_response, validated
 from saascore.api.schema import error_doc
-from tenants.authentication import request_tenant
+from tenants.authentication import aauthenticate
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._:@+-]+$")
 
@@ -78,6 +76,9 @@ IDEMPOTENCY_PENDING_SECONDS = 300  # a claim whose request died frees the key af
 
 
 class QueryApi(APIView):
+    """The query endpoint's description for the OpenAPI schema; requests are answered by
+    the async ``answer`` below (saascore/api/lean.py: ``async_endpoint``)."""
+
     @extend_schema(
         request=QueryInputSerializer,
         responses={
@@ -95,56 +96,51 @@ class QueryApi(APIView):
         summary="Answer a question (cache, routing, RAG)",
     )
     def post(self, request):
-        tenant = request_tenant(request)
-        serializer = QueryInputSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        if not data["query"].strip():
-            raise serializers.ValidationError({"query": "must not be blank"})
-        if settings_for(tenant).cache_scope == TenantAISettings.CacheScope.USER and not data.get("user_id"):
-            raise serializers.ValidationError(
-                {"user_id": "required: this tenant keeps its cache per end user, so every query names its user"}
-            )
-        guard = get_cache().guard
-        claim = None
-        if (key := request.headers.get("Idempotency-Key")) is not None:
-            if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isprintable():
-                raise serializers.ValidationError({"Idempotency-Key": f"1 to {MAX_KEY_LENGTH} printable characters"})
-            try:
-                claim = idempotency_begin(
-                    guard, tenant_id=tenant.pk, api_key_id=request.auth.pk, user_id=data.get("user_id"),
-                    key=key, request=dict(data), ttl=IDEMPOTENCY_PENDING_SECONDS,
-                )  # fmt: skip
-            except KeyReused:
-                return error_response(
-                    422, "idempotency_key_reused",
-                    "This Idempotency-Key was used with another request body; use a new key for a new request.",
-                )  # fmt: skip
-            except KeyInFlight:
-                return error_response(
-                    409, "idempotency_in_flight",
-                    "The first request with this Idempotency-Key has not answered yet; retry shortly.",
-                    headers={"Retry-After": "1"},
-                )  # fmt: skip
-            if isinstance(claim, Replay):
-                return Response(claim.body, headers={**claim.headers, "Idempotent-Replay": "true"})
-        try:
-            result = answer_query(
-                tenant=tenant,
-                query=data["query"],
-                user_id=data.get("user_id"),
-                cache_mode=data["cache"],
-                request_id=request.request_id,
-                ledger_id=claim.ledger_id if claim else request.request_id,
-            )
-        except BaseException:
-            if claim:
-                idempotency_abandon(guard, claim)
-            raise
-        body = result.as_dict()
-        headers = dict(result.headers)
-        if result.routing:
-            headers["X-Router-Confidence"] = f"{result.routing['confidence']:.4f}"
+        raise NotImplementedError("served by ai.api.query.answer")
+
+
+async def answer(request: HttpRequest) -> HttpResponse:
+    client = await aauthenticate(request)
+    tenant = client.tenant
+    data = validated(QueryInputSerializer, json_body(request))
+    if not data["query"].strip():
+        raise serializers.ValidationError({"query": "must not be blank"})
+    settings = await asettings_for(tenant)
+    if settings.cache_scope == TenantAISettings.CacheScope.USER and not data.get("user_id"):
+        raise serializers.ValidationError(
+            {"user_id": "required: this tenant keeps its cache per end user, so every query names its user"}
+        )
+    guard = get_cache().guard
+    claim = None
+    if (key := request.headers.get("Idempotency-Key")) is not None:
+        if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isprintable():
+            raise serializers.ValidationError({"Idempotency-Key": f"1 to {MAX_KEY_LENGTH} printable characters"})
+        claim = await aidempotency_begin(
+            guard, tenant_id=tenant.pk, api_key_id=request.auth.pk, user_id=data.get("user_id"), key=key,
+            request=dict(data), ttl=IDEMPOTENCY_PENDING_SECONDS,
+        )  # fmt: skip
+        if isinstance(claim, Replay):
+            return json_response(claim.body, headers={**claim.headers, "Idempotent-Replay": "true"})
+    try:
+        result = await answer_query(
+            tenant=tenant,
+            query=data["query"],
+            user_id=data.get("user_id"),
+            cache_mode=data["cache"],
+            request_id=request.request_id,
+            ledger_id=claim.ledger_id if claim else request.request_id,
+        )
+    except BaseException:
         if claim:
-            idempotency_finish(guard, claim, body=body, headers=headers)
-        return Response(body, headers=headers)
+            await aidempotency_abandon(guard, claim)
+        raise
+    body = result.as_dict()
+    headers = dict(result.headers)
+    if result.routing:
+        headers["X-Router-Confidence"] = f"{result.routing['confidence']:.4f}"
+    if claim:
+        await aidempotency_finish(guard, claim, body=body, headers=headers)
+    return json_response(body, headers=headers)
+
+
+query_endpoint = async_endpoint(QueryApi, answer)

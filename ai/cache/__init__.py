@@ -19,7 +19,7 @@ from ai.cache.semantic import CacheHit, Lookup, SemanticCache, Stored
 from ai.verifier.live import ActiveVerifier
 from saascore.conf import ai_settings
 from saascore.redis.capabilities import server_capabilities
-from saascore.redis.connection import redis_client
+from saascore.redis.guard import RedisGuard, shared_guard
 
 __all__ = ["CacheHit", "CacheScope", "Lookup", "SemanticCache", "Stored", "build_cache", "get_cache"]
 
@@ -27,17 +27,19 @@ _cache: SemanticCache | None = None
 _lock = threading.Lock()
 
 
-def build_cache(client: redis.Redis, *, backend: str | None = "auto", judge: HitJudge | None = None) -> SemanticCache:
+def build_cache(
+    client: redis.Redis, *, backend: str | None = "auto", judge: HitJudge | None = None, guard: RedisGuard | None = None
+) -> SemanticCache:
     """A cache on ``client``; ``backend`` "auto" asks the server what it supports, when it
     first can: a server that is down at start is asked again once it answers."""
     if backend != "auto":
-        return SemanticCache(client, index=BACKENDS[backend]() if backend else None, judge=judge)
+        return SemanticCache(client, index=BACKENDS[backend]() if backend else None, judge=judge, guard=guard)
 
     def find_index():
         api = server_capabilities(client).vector_api
         return BACKENDS[api]() if api else None
 
-    return SemanticCache(client, index=None, judge=judge, find_index=find_index)
+    return SemanticCache(client, index=None, judge=judge, find_index=find_index, guard=guard)
 
 
 # Sent once the process's cache is built (ai/cache/invalidation.py starts its sweeper then).
@@ -50,10 +52,12 @@ def get_cache() -> SemanticCache:
     if _cache is None:
         with _lock:
             if _cache is None:
+                guard = shared_guard()
                 cache = build_cache(
-                    redis_client(),
+                    guard.client,
                     backend="auto" if ai_settings.SEMANTIC_TIER else None,
                     judge=HitJudge(verifier=ActiveVerifier()),
+                    guard=guard,
                 )
                 _cache = cache
                 built = cache

@@ -14,13 +14,14 @@ import openai
 from ai.embeddings.local import local_embedder
 from ai.llm.extractive import MODEL as LOCAL_MODEL
 from ai.llm.extractive import extract_answer
-from ai.llm.providers import provider_client
+from ai.llm.providers import async_provider_client
 from ai.rag.retrieval import RetrievedChunk
 from catalog.models import MILLION, ModelPrice
-from catalog.selectors import price_at
+from catalog.selectors import aprice_at
 from saascore import metrics
 from saascore.api.errors import ApiError
 from saascore.conf import ai_settings
+from saascore.pools import in_cpu
 
 logger = logging.getLogger("saascore.llm")
 
@@ -107,10 +108,12 @@ def output_cap(price: ModelPrice, messages: list[dict], budget: Decimal | None) 
     return min(MAX_OUTPUT_TOKENS, int(left * MILLION / price.output_per_million))
 
 
-def _remote(
-    client: openai.OpenAI, model: str, messages: list[dict], chunks: list[RetrievedChunk], max_tokens: int
+async def _remote(
+    client: openai.AsyncOpenAI, model: str, messages: list[dict], chunks: list[RetrievedChunk], max_tokens: int
 ) -> Generation:
-    completion = client.chat.completions.create(model=model, messages=messages, max_tokens=max_tokens, temperature=0.2)
+    completion = await client.chat.completions.create(
+        model=model, messages=messages, max_tokens=max_tokens, temperature=0.2
+    )
     text = (completion.choices[0].message.content or "").strip()
     if not text:
         raise ValueError("empty answer")
@@ -120,30 +123,35 @@ def _remote(
     )
 
 
-def generate(
+async def generate(
     *, query: str, chunks: list[RetrievedChunk], chain: list[str], budget: Decimal | None = None
 ) -> Generation:
     """The first model of ``chain`` that answers. ``budget`` (USD) caps what the answer may
     cost: each paid model gets the ``max_tokens`` it pays for, and one whose prompt alone
-    would pass it is skipped."""
+    would pass it is skipped.
+
+    A remote model is awaited through the async client: the call holds no thread, so a
+    process holds as many calls in flight as its upstreams allow. CPU work (the local
+    answerer, counting a prompt's tokens) runs in the CPU pool.
+    """
     attempts: list[tuple[str, str]] = []
     messages = _messages(query, chunks)
     for model in chain:
         if model == LOCAL_MODEL:
-            result = _local(query, chunks)
+            result = await in_cpu(_local, query, chunks)
             result.attempts = attempts
             return result
-        price = price_at(model=model)
-        client = provider_client(price.provider) if price else None
+        price = await aprice_at(model=model)
+        client = async_provider_client(price.provider) if price else None
         if client is None:
             attempts.append((model, "no credentials"))
             continue
-        max_tokens = output_cap(price, messages, budget)
+        max_tokens = await in_cpu(output_cap, price, messages, budget)
         if max_tokens < MIN_OUTPUT_TOKENS:
             attempts.append((model, "over the request's cost limit (max_request_cost)"))
             continue
         try:
-            result = _remote(client, model, messages, chunks, max_tokens)
+            result = await _remote(client, model, messages, chunks, max_tokens)
         except (openai.APIError, ValueError, IndexError, AttributeError) as exc:
             reason = f"{type(exc).__name__}: {str(exc)[:160]}"
             attempts.append((model, reason))

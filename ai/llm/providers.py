@@ -6,8 +6,10 @@ key has no client: models it serves are skipped (the gateway still answers with
 the local model).
 """
 
+import asyncio
 import os
 import threading
+import weakref
 
 import openai
 
@@ -17,14 +19,22 @@ _clients: dict[tuple[str, str | None, str], openai.OpenAI] = {}
 _lock = threading.Lock()
 
 
-def provider_client(provider: str, *, timeout: float | None = None) -> openai.OpenAI | None:
+def _provider_settings(provider: str) -> tuple[str | None, str] | None:
+    """(base URL, API key) of a provider with credentials, else None."""
     config = ai_settings.PROVIDERS.get(provider)
     if not config:
         return None
     api_key = os.environ.get(config.get("api_key_env", ""), "")
     if not api_key:
         return None
-    base_url = os.environ.get(config.get("base_url_env", ""), "") or config.get("base_url") or None
+    return os.environ.get(config.get("base_url_env", ""), "") or config.get("base_url") or None, api_key
+
+
+def provider_client(provider: str, *, timeout: float | None = None) -> openai.OpenAI | None:
+    settings = _provider_settings(provider)
+    if settings is None:
+        return None
+    base_url, api_key = settings
     key = (provider, base_url, api_key)
     with _lock:
         if key not in _clients:
@@ -35,3 +45,20 @@ def provider_client(provider: str, *, timeout: float | None = None) -> openai.Op
                 max_retries=ai_settings.LLM_MAX_RETRIES,
             )
         return _clients[key]
+
+
+_async_clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict]" = weakref.WeakKeyDictionary()
+
+
+def async_provider_client(provider: str) -> openai.AsyncOpenAI | None:
+    """The async client of ``provider`` for the running event loop (its connections are the loop's)."""
+    settings = _provider_settings(provider)
+    if settings is None:
+        return None
+    clients = _async_clients.setdefault(asyncio.get_running_loop(), {})
+    if settings not in clients:
+        base_url, api_key = settings
+        clients[settings] = openai.AsyncOpenAI(
+            base_url=base_url, api_key=api_key, timeout=ai_settings.LLM_TIMEOUT, max_retries=ai_settings.LLM_MAX_RETRIES
+        )
+    return clients[settings]

@@ -9,7 +9,7 @@ Guarantees:
   text is ingested the document is absent from answers, never stale.
 - The tenant's cache is invalidated after every commit that changes what
   retrieval can return: the write itself, a finished ingestion and a failed
-  one (``ai.rag.signals``), so answers given while a document was missing are
+  one (``ai.signals``), so answers given while a document was missing are
   not served once it is back.
 - Ingestion is a background task enqueued on commit. Re-ingesting unchanged
   content does nothing unless forced. Embeddings are computed outside any

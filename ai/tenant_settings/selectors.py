@@ -21,3 +21,8 @@ def _load_settings(tenant) -> TenantAISettings:
 _settings_cache = TTLCache("tenant-ai-settings", lambda: ai_settings.ROW_CACHE_SECONDS).forget_on_change(
     TenantAISettings
 )
+
+
+async def asettings_for(tenant) -> TenantAISettings:
+    """``settings_for`` for async callers: a tenant this process has not read yet is read off the loop."""
+    return await _settings_cache.aget(getattr(tenant, "pk", tenant), lambda: _load_settings(tenant))

@@ -21,11 +21,13 @@ from collections.abc import Callable
 from typing import TypeVar
 
 import redis
+from django.conf import settings
+from django.core.signals import setting_changed
 
 from saascore import metrics
 from saascore.redis import ops
 from saascore.redis.breaker import BreakerState, CircuitBreaker
-from saascore.redis.connection import async_twin
+from saascore.redis.connection import async_twin, redis_client
 from saascore.redis.ops import Op
 
 logger = logging.getLogger("saascore.cache")
@@ -95,3 +97,24 @@ class RedisGuard:
 def _breaker_metric(state: BreakerState) -> None:
     metrics.CACHE_BREAKER_STATE.set(0 if state is BreakerState.CLOSED else 1)
     logger.warning("redis circuit breaker is now %s", state.value)
+
+
+_shared: dict[str, RedisGuard] = {}
+
+
+def shared_guard(url: str | None = None) -> RedisGuard:
+    """The process's guard of ``url`` (default ``settings.REDIS_URL``): one breaker for every
+    request-path call to that server, whichever app makes it."""
+    url = url or settings.REDIS_URL
+    guard = _shared.get(url)
+    if guard is None:
+        guard = _shared.setdefault(url, RedisGuard(redis_client(url)))
+    return guard
+
+
+def _forget_guards(*, setting: str, **kwargs) -> None:
+    if setting in ("AI", "REDIS_URL"):
+        _shared.clear()
+
+
+setting_changed.connect(_forget_guards)

@@ -11,6 +11,7 @@ be named from another tenant's request. Isolation is by key, not by a filter.
     {t:42}:l:<scope>:<query hash>      single-flight lock (and ``...:done``)            ai/cache
     {t:42}:idem:<scope>                an Idempotency-Key's claim or stored answer      ai/api
     {t:42}:rate:<minute>               requests counted in one minute                   billing
+    {t:42}:key:<key digest>            a verified API key's record (with TTL)           tenants
 
 ``<scope>`` is a digest (of embedder and end user, or of API key, user and key):
 never a value a client sent, so no client string reaches a key name.
@@ -52,3 +53,7 @@ def idempotency_key(tenant_id: int, scope: str) -> str:
 
 def rate_key(tenant_id: int, minute: int) -> str:
     return f"{tenant_tag(tenant_id)}:rate:{minute}"
+
+
+def api_key_record(tenant_id: int, digest: str) -> str:
+    return f"{tenant_tag(tenant_id)}:key:{digest}"

@@ -62,7 +62,7 @@ MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "saascore.middleware.RequestIdMiddleware",
     "saascore.middleware.ApiErrorMiddleware",
-    "django.middleware.security.SecurityMiddleware",
+    "saascore.middleware.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -74,8 +74,18 @@ MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
+# The hot paths (saascore/asgi.py): served by a stack of natively async middleware only.
+LEAN_PATHS = ["/api/v1/ai/query"]
+LEAN_MIDDLEWARE = [
+    "saascore.middleware.HttpMetricsMiddleware",
+    "saascore.middleware.RequestIdMiddleware",
+    "saascore.middleware.ApiErrorMiddleware",
+    "saascore.middleware.SecurityHeadersMiddleware",
+]
+
 ROOT_URLCONF = "saascore.urls"
 WSGI_APPLICATION = "saascore.wsgi.application"
+ASGI_APPLICATION = "saascore.asgi.application"
 
 TEMPLATES = [
     {

@@ -11,8 +11,11 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+
+from tests.serving import Headers
 
 QUERY_PATH = "/api/v1/ai/query"
 
@@ -52,14 +55,14 @@ def post_query(
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, dict(response.headers), json.loads(response.read()), ""
+            return response.status, Headers(response.headers), json.loads(response.read()), ""
     except urllib.error.HTTPError as error:
         raw = error.read()
         try:
             parsed = json.loads(raw)
         except ValueError:
             parsed = {"raw": raw.decode(errors="replace")}
-        return error.code, dict(error.headers), parsed, ""
+        return error.code, Headers(error.headers), parsed, ""
     except (OSError, http.client.HTTPException) as error:  # reset, refused, closed mid-answer
         return None, {}, None, f"{type(error).__name__}: {error}"
 
@@ -149,8 +152,8 @@ class Load:
             while not predicate(self.answers[since:]):
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    statuses = [a.status for a in self.answers[since:]]
-                    raise AssertionError(f"timed out after {timeout} s waiting for {what}; statuses since: {statuses}")
+                    statuses = Counter((a.status, a.cache) for a in self.answers[since:])
+                    raise AssertionError(f"timed out after {timeout} s waiting for {what}; since: {statuses}")
                 self._changed.wait(timeout=left)
             return len(self.answers)
 

@@ -41,7 +41,7 @@ def test_a_worker_killed_mid_request_leaves_no_charge_and_its_reservation_expire
     loaders = [world(f"killload{n}", plaintext.keys) for n in range(2)]
     for w in loaders:
         route_everything(w.tenant, "local-extractive")
-        set_budget(w.tenant, monthly_spend_limit=Decimal("100"))
+        set_budget(w.tenant, monthly_spend_limit=Decimal("100"), requests_per_minute=1_000_000)
     clients = [
         Client(f"{w.slug}/{c}", w.tenant.pk, w.key, QUESTIONS[c:] + QUESTIONS[:c]) for w in loaders for c in (0, 1)
     ]

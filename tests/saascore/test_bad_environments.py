@@ -39,7 +39,7 @@ def test_postgres_without_pgvector_stops_startup_with_a_clear_message(command):
 
 def test_gunicorn_refuses_to_start_without_pgvector():
     result = _run(
-        "-m", "gunicorn", "-c", "saascore/gunicorn_conf.py", "saascore.wsgi",
+        "-m", "gunicorn", "-c", "saascore/gunicorn_conf.py", "saascore.asgi:application",
         DATABASE_URL=PG15_WITHOUT_PGVECTOR, DATABASE_OWNER_URL="", BIND="127.0.0.1:0",
     )  # fmt: skip
     _assert_names_missing_pgvector(result)

@@ -1,4 +1,4 @@
-"""The product as `make run` serves it: gunicorn with gthread workers, over real HTTP."""
+"""The product as `make run` serves it: gunicorn with uvicorn (ASGI) workers, over real HTTP."""
 
 import json
 
