@@ -1,4 +1,8 @@
-"""gunicorn settings: sync Django views in gthread workers (LLM calls wait on I/O).
+"""gunicorn settings: the ASGI application in uvicorn workers (saascore/gunicorn_worker.py).
+
+Each worker is one process with one event loop: it holds any number of upstream
+calls and streams in flight while it answers hits (docs/decisions.md). Serve with
+``gunicorn -c saascore/gunicorn_conf.py saascore.asgi:application``.
 
 Metrics: each worker is a process with its own counters, so prometheus_client
 runs in multiprocess mode. Every worker writes its series to files in
@@ -21,15 +25,13 @@ from saascore.logs import gunicorn_logging_config, log_format
 
 bind = os.environ.get("BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-worker_class = "gthread"
-threads = int(os.environ.get("GUNICORN_THREADS", "8"))
+worker_class = "saascore.gunicorn_worker.Worker"
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
 graceful_timeout = 20
-accesslog = "-"
-# The access line ends with the request id, which every log line of the request carries.
-# It names the path without its query string: a client that puts its API key in the URL
-# (`?api_key=...`, which the API refuses) must not have it written to the log.
-access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s "%(f)s" "%(a)s" %({x-request-id}o)s'
+# No server access log: the application writes one line per request (logger saascore.access),
+# with the path but not its query string (a client that puts its API key in the URL must not
+# have it written to the log) and the request's ids.
+accesslog = None
 preload_app = False
 
 # JSON lines unless LOG_FORMAT=plain; local development defaults to plain, as its settings do.
@@ -72,10 +74,15 @@ def on_starting(server) -> None:
 
 
 def post_worker_init(worker) -> None:
-    """A new worker sweeps pending cache invalidations at once (in the background, so a
-    PostgreSQL outage does not hold its first requests), then periodically (ai/cache/sweeper.py)."""
+    """A new worker loads its embedding model and the active cache verifier before it takes
+    requests (a first request must not stall for them), and sweeps pending cache invalidations at once (in the
+    background, so a PostgreSQL outage does not hold its first requests), then periodically."""
     from ai.cache.invalidation import sweeping_start
+    from ai.embeddings import get_embedder
+    from ai.verifier.live import ActiveVerifier
 
+    get_embedder().embed(["warm up"])
+    ActiveVerifier().current()
     sweeping_start()
 
 

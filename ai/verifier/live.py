@@ -1,14 +1,13 @@
 """The verifier as the cache uses it: one decision for a borderline pair.
 
 ``PairVerifier`` wraps a trained model; ``ActiveVerifier`` is what the live
-cache holds: it follows the operator's active ``VerifierModel`` (checked every
-few seconds, so activating or retiring a model reaches every worker without a
-restart) and has no opinion when none is active.
+cache holds: it follows the operator's active ``VerifierModel`` through the row
+cache (saascore/ttl.py: checked in the background every few seconds, so
+activating or retiring a model reaches every worker without a restart and no
+hit waits on PostgreSQL) and has no opinion when none is active.
 """
 
 import logging
-import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -18,6 +17,7 @@ from django.db import DatabaseError
 from ai.cache.judge import Verification
 from ai.embeddings import get_embedder
 from ai.verifier.models import VerifierModel
+from saascore.ttl import TTLCache
 
 if TYPE_CHECKING:  # scikit-learn loads only once a verifier is active
     from ai.verifier.learn import TrainedVerifier
@@ -52,50 +52,46 @@ class PairVerifier:
         return Verification(score >= self.min_score, score)
 
 
-class ActiveVerifier:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._checked_at = float("-inf")
-        self._version: tuple | None = None
-        self._current: PairVerifier | None = None
+def _active_version() -> tuple | None:
+    row = VerifierModel.objects.filter(active=True).values("pk", "updated_at").first()
+    return (row["pk"], row["updated_at"]) if row else None
 
+
+def _load_active() -> PairVerifier | None:
+    record = VerifierModel.objects.filter(active=True).first()
+    if record is None:
+        return None
+    # scikit-learn (a 2-3 s import holding the GIL) loads only once a verifier is active.
+    from ai.verifier.learn import TrainedVerifier
+
+    try:
+        trained = TrainedVerifier.from_bytes(bytes(record.blob))
+    except ValueError as error:
+        log.error("Verifier #%s is not usable: %s", record.pk, error)
+        return None
+    embedder = get_embedder()
+    if embedder.id != trained.embedder_id:
+        log.error("Verifier #%s was trained with %s, the cache embeds with %s: not used", record.pk,
+                  trained.embedder_id, embedder.id)  # fmt: skip
+        return None
+    log.info("Cache verifier #%s active (min score %.3f, below cosine %.2f)", record.pk, record.min_score,
+             record.verify_below)  # fmt: skip
+    return PairVerifier(trained, embedder, record.min_score, record.verify_below)
+
+
+# The row cache's rules: a hit never waits on PostgreSQL for the verifier; every few seconds a
+# background check of the active row's version (the fingerprint) loads a changed model.
+_active = TTLCache("verifier", lambda: REFRESH_SECONDS).forget_on_change(VerifierModel)
+
+
+class ActiveVerifier:
     def verify(self, query: str, candidate: str, similarity: float) -> Verification | None:
         current = self.current()
         return current.verify(query, candidate, similarity) if current else None
 
     def current(self) -> PairVerifier | None:
-        if time.monotonic() - self._checked_at >= REFRESH_SECONDS:
-            with self._lock:
-                if time.monotonic() - self._checked_at >= REFRESH_SECONDS:
-                    self._refresh()
-        return self._current
-
-    def _refresh(self) -> None:
-        self._checked_at = time.monotonic()
         try:
-            row = VerifierModel.objects.filter(active=True).values("pk", "updated_at").first()
-            version = (row["pk"], row["updated_at"]) if row else None
-            if version == self._version:
-                return
-            self._version, self._current = version, None
-            if row is None:
-                return
-            # scikit-learn (a 2-3 s import holding the GIL) loads only once a verifier is active.
-            from ai.verifier.learn import TrainedVerifier
-
-            record = VerifierModel.objects.get(pk=row["pk"])
-            trained = TrainedVerifier.from_bytes(bytes(record.blob))
-        except DatabaseError:
-            log.warning("Could not read the active verifier; keeping the previous one", exc_info=True)
-            return
-        except ValueError as error:
-            log.error("Verifier #%s is not usable: %s", row["pk"], error)
-            return
-        embedder = get_embedder()
-        if embedder.id != trained.embedder_id:
-            log.error("Verifier #%s was trained with %s, the cache embeds with %s: not used", record.pk,
-                      trained.embedder_id, embedder.id)  # fmt: skip
-            return
-        self._current = PairVerifier(trained, embedder, record.min_score, record.verify_below)
-        log.info("Cache verifier #%s active (min score %.3f, below cosine %.2f)", record.pk, record.min_score,
-                 record.verify_below)  # fmt: skip
+            return _active.get("active", _load_active, fingerprint=_active_version)
+        except DatabaseError:  # never loaded and PostgreSQL unavailable: no verifier until it answers
+            log.warning("Could not read the active verifier", exc_info=True)
+            return None
