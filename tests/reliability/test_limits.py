@@ -54,23 +54,26 @@ def test_the_rate_limit_is_exact_across_two_workers_under_500_concurrent_request
     starter_router()
     metrics = tmp_path / "metrics"
     with serve(workers=2, PROMETHEUS_MULTIPROC_DIR=str(metrics)) as server:
-        for attempt in range(2):  # the limit counts per clock minute: a burst must fall within one
+        # A burst must fall within one clock minute (the limit counts per minute), and both workers
+        # must take part in it (which one accepts a connection is the kernel's choice).
+        for attempt in range(4):
             w = world(f"rate{attempt}", plaintext.keys)
             route_everything(w.tenant, "local-extractive")
             set_budget(w.tenant, requests_per_minute=RATE)
             minute = int(time.time() // 60)
+            before = per_worker(metrics, "django_http_responses_total_by_status")
             results = burst(server.base, w.key, {"query": "How do I get a refund?"}, RATE_BURST)
-            if int(time.time() // 60) == minute:
+            after = per_worker(metrics, "django_http_responses_total_by_status")
+            took_part = {pid for pid in server.workers() if after.get(pid, 0) > before.get(pid, 0)}
+            if int(time.time() // 60) == minute and len(took_part) == 2:
                 break
-        workers = server.workers()
-        by_worker = per_worker(metrics, "django_http_responses_total_by_status", status="429")
+        assert len(took_part) == 2, f"one worker took every request of {attempt + 1} bursts"
 
     statuses = Counter(status for status, *_ in results)
     assert statuses == Counter({200: RATE, 429: RATE_BURST - RATE}), statuses
     for status, headers, body, _ in results:
         if status == 429:
             assert body["error"]["code"] == "rate_limited" and 0 < int(headers["Retry-After"]) <= 60, body
-    assert all(by_worker.get(pid) for pid in workers), by_worker  # both processes refused some
     answered = sorted(body["request_id"] for status, _, body, _ in results if status == 200)
     assert sorted(r.request_id for r in ledger(w.tenant)) == answered
 
