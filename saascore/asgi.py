@@ -9,11 +9,14 @@ DRF endpoints, health, metrics) goes to Django's handler with the full
 run in threads as Django runs them under ASGI. Both share one URLconf.
 """
 
+import asyncio
 import os
 
 from django.conf import settings
 from django.core.asgi import get_asgi_application
-from django.core.handlers.asgi import ASGIHandler
+from django.core.exceptions import RequestAborted
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
+from django.urls import set_script_prefix
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "saascore.settings.production")
 
@@ -21,15 +24,53 @@ full = get_asgi_application()  # sets Django up
 
 
 class LeanHandler(ASGIHandler):
-    """Django's ASGI handler with ``LEAN_MIDDLEWARE`` in place of ``MIDDLEWARE``."""
+    """Django's ASGI handler with ``LEAN_MIDDLEWARE`` in place of ``MIDDLEWARE``, and no thread
+    hop of its own.
 
-    def load_middleware(self, is_async: bool = False) -> None:
-        everything = settings.MIDDLEWARE
-        settings.MIDDLEWARE = settings.LEAN_MIDDLEWARE  # read once, here, at start-up
+    Django's handler sends ``request_started`` and closes the response through
+    ``sync_to_async``, inside a fresh ``ThreadSensitiveContext`` per request: two thread hops
+    and a new thread for every request. Their receivers tidy the database connections of the
+    thread they run in, and the loop's thread has none (the query path's SQL runs in
+    ``saascore.pools.in_db`` threads, which tidy their own), so here the signals are not sent
+    and the response is closed in place (its ``request_finished`` receivers find nothing to do).
+    A client that disconnects before its answer does not stop it: the answer is finished,
+    cached and billed (the model was paid for either way; a client must not escape its bill
+    by hanging up). A streamed answer stops when its client leaves.
+    """
+
+    async def __call__(self, scope, receive, send) -> None:
         try:
-            super().load_middleware(is_async=is_async)
+            body = await self.read_body(receive)
+        except RequestAborted:
+            return
+        set_script_prefix(get_script_prefix(scope))
+        try:
+            request, error = self.create_request(scope, body)
+            if request is None:
+                await self.send_response(error, send)
+                error.close()
+                return
+            streaming: list[bool] = []
+            view = asyncio.create_task(self._respond(request, send, streaming))
+            disconnect = asyncio.create_task(self.listen_for_disconnect(receive))
+            await asyncio.wait({view, disconnect}, return_when=asyncio.FIRST_COMPLETED)
+            disconnect.cancel()
+            if not view.done() and streaming:
+                view.cancel()  # the client left a stream: it stops where it waits
+            try:
+                response = await view
+            except asyncio.CancelledError:
+                return
+            response.close()
         finally:
-            settings.MIDDLEWARE = everything
+            body.close()
+
+    async def _respond(self, request, send, streaming: list[bool]):
+        response = await self.run_get_response(request)
+        if response.streaming:
+            streaming.append(True)
+        await self.send_response(response, send)
+        return response
 
 
 lean = LeanHandler()
