@@ -38,6 +38,14 @@ class LeanHandler(ASGIHandler):
     by hanging up). A streamed answer stops when its client leaves.
     """
 
+    def load_middleware(self, is_async: bool = False) -> None:
+        everything = settings.MIDDLEWARE
+        settings.MIDDLEWARE = settings.LEAN_MIDDLEWARE  # read once, here, at start-up
+        try:
+            super().load_middleware(is_async=is_async)
+        finally:
+            settings.MIDDLEWARE = everything
+
     async def __call__(self, scope, receive, send) -> None:
         try:
             body = await self.read_body(receive)

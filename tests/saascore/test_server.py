@@ -47,3 +47,9 @@ def test_queries_over_real_http_miss_then_hit_per_tenant(helpdesk):
         assert ask(base, key, "How can I set up two-factor authentication?")[1]["X-Cache"] == "HIT-SEMANTIC"
         status, headers, body = ask(base, other_key, "How do I set up two-factor authentication?")
         assert status == 200 and body["source"] == "llm"
+
+        # The query runs on the lean stack (saascore/asgi.py): security headers and the request id,
+        # none of the page stack (the clickjacking header is the page stack's last but one).
+        assert headers["X-Request-ID"] and headers["X-Content-Type-Options"] == "nosniff"
+        assert "X-Frame-Options" not in headers
+        assert http("GET", f"{base}/health/live")[1]["X-Frame-Options"] == "DENY"
