@@ -1,7 +1,9 @@
 """What a query carries through the pipeline (ai/pipeline.py): who asked and how
-(``QueryContext``), what it consumed before its answer (``Spent``), what routing
-decided (``Routed``), and what it answers (``QueryResult``)."""
+(``QueryContext``, its ``CacheControl``), what it consumed before its answer (``Spent``),
+what routing decided (``Routed``), and what it answers (``QueryResult``)."""
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -44,6 +46,39 @@ class QueryResult:
 
 
 @dataclass(frozen=True)
+class CacheControl:
+    """A request's cache controls: LiteLLM's convention (the OpenAI-compatible API's
+    ``cache`` object); ``/api/v1/ai/query``'s ``cache`` modes are aliases (``from_mode``).
+
+    ``read`` False is ``no-cache`` (answer anew, store it), ``write`` False is ``no-store``
+    (answer from the cache, never store); ``ttl`` shortens the stored entry's life (never
+    past the tenant's ``cache_ttl_seconds``); ``max_age`` (``s-maxage``) accepts only entries
+    younger than that; ``namespace`` is part of the scope's key (ai/cache/keys.py).
+    """
+
+    read: bool = True
+    write: bool = True
+    ttl: int | None = None
+    max_age: int | None = None
+    namespace: str = ""
+
+    @classmethod
+    def from_mode(cls, mode: str) -> "CacheControl":
+        return {"bypass": cls(read=False, write=False), "refresh": cls(read=False)}.get(mode, cls())
+
+
+def context_digest(*, history: tuple[dict, ...] = (), model: str | None = None, namespace: str = "") -> str:
+    """What an answer depends on besides its question: the conversation before it (system
+    prompt and earlier turns, verbatim), a model the caller named, the caller's namespace.
+    "" when there is none of these, so a lone question shares the tenant's cache whichever
+    API asked it."""
+    if not history and not model and not namespace:
+        return ""
+    raw = json.dumps([list(history), model or "", namespace], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
 class QueryContext:
     """One query, as far as it is known before it is embedded."""
 
@@ -56,6 +91,17 @@ class QueryContext:
     embedder: Embedder
     use_cache: bool  # read and/or write the cache
     read_cache: bool  # answer from it ("refresh" writes only)
+    control: CacheControl = CacheControl()
+    history: tuple[dict, ...] = ()  # a conversation's messages before the question (role, content)
+    route: tuple[str, tuple[str, ...]] | None = None  # a model the caller named, and its fallbacks
+
+    def fresh(self, created_at: float, now: float) -> bool:
+        """May an entry made at ``created_at`` answer (``s-maxage``)?"""
+        return self.control.max_age is None or now - created_at <= self.control.max_age
+
+    def ttl(self) -> int:
+        wanted = self.control.ttl
+        return self.settings.cache_ttl_seconds if wanted is None else min(wanted, self.settings.cache_ttl_seconds)
 
 
 @dataclass(frozen=True)

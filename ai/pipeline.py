@@ -17,11 +17,14 @@ nothing to answer). Network calls happen outside database transactions.
 
 import logging
 import time
+from dataclasses import dataclass, replace
 
 from ai.cache import CacheHit, CacheScope, SemanticCache, get_cache
 from ai.cache.entries import CacheEntry
+from ai.cache.keys import query_hash
 from ai.cache.pii import personal_data_outside
-from ai.context import NOTHING_SPENT, QueryContext, QueryResult, Routed, Spent
+from ai.cache.singleflight import Flight
+from ai.context import NOTHING_SPENT, CacheControl, QueryContext, QueryResult, Routed, Spent, context_digest
 from ai.embeddings import get_embedder
 from ai.llm.generate import Generation, UpstreamFailed, chain_deadline, generate, model_chain
 from ai.rag.retrieval import retrieve
@@ -57,6 +60,16 @@ async def _record(ctx: QueryContext, usage: Usage) -> dict:
     return row
 
 
+def _headers(ctx: QueryContext, state: str, *, similarity: float | None = None, qhash: str | None = None) -> dict:
+    """The cache's response headers, the same on both APIs (``X-Cache`` is the older name)."""
+    headers = {"X-Cache": state, "x-saascore-cache": state, "x-saascore-request-id": ctx.request_id}
+    if similarity is not None:
+        headers["x-saascore-similarity"] = f"{similarity:.4f}"
+    if qhash is not None:
+        headers["x-saascore-cache-key"] = ctx.scope.entry_id(qhash)
+    return headers
+
+
 async def _hit(ctx: QueryContext, hit: CacheHit, routed: Routed | None = None) -> QueryResult:
     """A cache hit of any tier (``routed`` None: an exact hit before embedding and routing):
     its usage row (what it saved) and the response."""
@@ -73,6 +86,7 @@ async def _hit(ctx: QueryContext, hit: CacheHit, routed: Routed | None = None) -
         cached_question=entry.query[:500],
     )
     row = await _record(ctx, usage)
+    qhash = hit.member or query_hash(ctx.query)
     return QueryResult(
         response=entry.response,
         source="cache",
@@ -82,44 +96,67 @@ async def _hit(ctx: QueryContext, hit: CacheHit, routed: Routed | None = None) -
         citations=entry.extra.get("citations", []),
         usage=_usage_dict(row),
         request_id=ctx.request_id,
-        headers={"X-Cache": f"HIT-{hit.tier.upper()}"},
+        headers=_headers(ctx, f"HIT-{hit.tier.upper()}", similarity=hit.similarity, qhash=qhash),
     )
 
 
-async def answer_query(
-    *, tenant: Tenant, query: str, user_id: str | None, cache_mode: str, request_id: str, ledger_id: str | None = None
-) -> QueryResult:
-    """Raises AdmissionRefused (429/402) and UpstreamFailed (502 after a zero-cost usage row).
-
-    ``request_id`` is the server's id of this request; ``ledger_id`` the id its answer is
-    billed under (the same, unless an idempotent retry must be billed once: ai/api/idempotency.py).
-    """
-    started = time.perf_counter()
-    cache = get_cache()
-    await arate_check(tenant=tenant, guard=cache.guard)
+async def _context(
+    *, tenant: Tenant, query: str, user_id: str | None, request_id: str, ledger_id: str | None,
+    control: CacheControl, history: tuple[dict, ...], route: tuple[str, tuple[str, ...]] | None,
+) -> QueryContext:  # fmt: skip
+    """The rate limit (AdmissionRefused 429), then what the query is known by before its embedding."""
+    await arate_check(tenant=tenant, guard=get_cache().guard)
     settings, embedder = await asettings_for(tenant), get_embedder()
-    use_cache = settings.cache_enabled and cache_mode != "bypass"
-    ctx = QueryContext(
+    use_cache = settings.cache_enabled and (control.read or control.write)
+    context = context_digest(history=history, model=route[0] if route else None, namespace=control.namespace)
+    return QueryContext(
         tenant=tenant,
         query=query,
         request_id=request_id,
         ledger_id=ledger_id or request_id,
         settings=settings,
-        scope=_scope(tenant, settings, embedder.id, user_id),
+        scope=_scope(tenant, settings, embedder.id, user_id, context),
         embedder=embedder,
         use_cache=use_cache,
-        read_cache=use_cache and cache_mode != "refresh",
+        read_cache=use_cache and control.read,
+        control=control,
+        history=history,
+        route=route,
     )
+
+
+async def answer_query(
+    *, tenant: Tenant, query: str, user_id: str | None, request_id: str, cache_mode: str = "auto",
+    ledger_id: str | None = None, control: CacheControl | None = None, history: tuple[dict, ...] = (),
+    route: tuple[str, tuple[str, ...]] | None = None,
+) -> QueryResult:  # fmt: skip
+    """Raises AdmissionRefused (429/402) and UpstreamFailed (502 after a zero-cost usage row).
+
+    ``request_id`` is the server's id of this request; ``ledger_id`` the id its answer is
+    billed under (the same, unless an idempotent retry must be billed once: ai/api/idempotency.py).
+    ``control`` (else ``cache_mode``'s alias) says how the cache is used; ``history`` is a
+    conversation's messages before ``query`` and ``route`` a model the caller named with its
+    fallbacks: both are part of the cache scope (``context_digest``).
+    """
+    started = time.perf_counter()
+    ctx = await _context(
+        tenant=tenant, query=query, user_id=user_id, request_id=request_id, ledger_id=ledger_id,
+        control=control or CacheControl.from_mode(cache_mode), history=history, route=route,
+    )  # fmt: skip
     try:
-        result = await _answer(ctx, cache)
+        result = await _answer(ctx, get_cache())
     except UpstreamFailed:
         metrics.query_count(tenant=tenant, source="error", seconds=time.perf_counter() - started)
         raise
+    return _answered(ctx, result, started)
+
+
+def _answered(ctx: QueryContext, result: QueryResult, started: float) -> QueryResult:
     seconds = time.perf_counter() - started
     result.latency_ms = round(seconds * 1000, 2)
     tier = result.cache.get("tier")
     source = f"cache_{tier}" if tier else "llm"
-    metrics.query_count(tenant=tenant, source=source, seconds=seconds)
+    metrics.query_count(tenant=ctx.tenant, source=source, seconds=seconds)
     # No query text at INFO: it may carry personal data (DEBUG is for development).
     logger.info(
         "query answered: source=%s model=%s latency_ms=%.1f",
@@ -131,17 +168,29 @@ async def answer_query(
     return result
 
 
-def _scope(tenant: Tenant, settings: TenantAISettings, embedder_id: str, user_id: str | None) -> CacheScope:
+def _scope(
+    tenant: Tenant, settings: TenantAISettings, embedder_id: str, user_id: str | None, context: str = ""
+) -> CacheScope:
     per_user = settings.cache_scope == TenantAISettings.CacheScope.USER
-    return CacheScope(tenant.pk, embedder_id, user_id if per_user else None)
+    return CacheScope(tenant.pk, embedder_id, user_id if per_user else None, context)
 
 
-async def _answer(ctx: QueryContext, cache: SemanticCache) -> QueryResult:
+@dataclass
+class Miss:
+    """A query no cache entry answers: routed, its model chain chosen, leading its single flight."""
+
+    routed: Routed
+    chain: list[str]
+    flight: Flight | None
+
+
+async def _lookup(ctx: QueryContext, cache: SemanticCache) -> QueryResult | Miss:
+    """The cache's answer (a hit's result), or the miss to generate; its flight (if any) is held."""
     generation = None
     if ctx.use_cache:
         exact = await cache.alookup_exact(ctx.scope, ctx.query)
         generation = exact.generation
-        if ctx.read_cache and exact.hit:
+        if ctx.read_cache and exact.hit and ctx.fresh(exact.hit.entry.created_at, time.time()):
             return await _hit(ctx, exact.hit)
 
     routed = await _route(ctx, generation)
@@ -149,25 +198,53 @@ async def _answer(ctx: QueryContext, cache: SemanticCache) -> QueryResult:
         found = await cache.alookup_semantic(
             ctx.scope, routed.generation, ctx.query, routed.vector, routed.threshold, intent=str(routed.decision.intent)
         )
-        if found.hit:
+        if found.hit and ctx.fresh(found.hit.entry.created_at, time.time()):
             in_background(cache.aalias(ctx.scope, found.hit, ctx.query))  # its repeats: exact hits
             return await _hit(ctx, found.hit, routed)
 
     decision = routed.decision
     chain = model_chain(decision.model, decision.fallbacks, local_fallback=ctx.settings.local_fallback)
-    flight = None if routed.threshold is None else await cache.atake_off(ctx.scope, ctx.query)
-    try:
-        if flight is not None and not flight.leader and ctx.read_cache:
+    # A request that will not store its answer leads no flight: its followers would wait for nothing.
+    leads = routed.threshold is not None and ctx.control.write
+    flight = await cache.atake_off(ctx.scope, ctx.query) if leads else None
+    if flight is not None and not flight.leader and ctx.read_cache:
+        try:
             waited = await cache.await_leader(flight, ctx.scope, ctx.query, max_wait=chain_deadline(chain))
-            if waited.hit:
-                return await _hit(ctx, waited.hit, routed)
-        answer = await _generate(ctx, routed, chain)
+        except BaseException:
+            await flight.arelease()
+            raise
+        if waited.hit and ctx.fresh(waited.hit.entry.created_at, time.time()):
+            await flight.arelease()
+            return await _hit(ctx, waited.hit, routed)
+    return Miss(routed, chain, flight)
+
+
+async def _answer(ctx: QueryContext, cache: SemanticCache) -> QueryResult:
+    found = await _lookup(ctx, cache)
+    return found if isinstance(found, QueryResult) else await _complete(ctx, cache, found)
+
+
+async def _complete(ctx: QueryContext, cache: SemanticCache, miss: Miss) -> QueryResult:
+    """Generate a miss's whole answer, cache it, bill it."""
+    routed = miss.routed
+    try:
+        answer = await _generate(ctx, routed, miss.chain)
         stored = await _store(ctx, cache, routed, answer)
     finally:
-        if flight is not None:
-            await flight.arelease()
+        if miss.flight is not None:
+            await miss.flight.arelease()
     tokens = {"input_tokens": answer.input_tokens, "output_tokens": answer.output_tokens}
     row = await _record(ctx, routed.spent.usage(ctx, source="llm", model=answer.model, **tokens))
+    return _missed(ctx, routed, answer, stored, row)
+
+
+def _missed(ctx: QueryContext, routed: Routed, answer: Generation, stored: str, row: dict) -> QueryResult:
+    headers = _headers(
+        ctx,
+        "BYPASS" if routed.threshold is None else "MISS",
+        qhash=query_hash(ctx.query) if stored == "stored" else None,
+    )
+    headers["X-Router-Confidence"] = f"{routed.decision.confidence:.4f}"
     return QueryResult(
         response=answer.text,
         source="llm",
@@ -177,10 +254,7 @@ async def _answer(ctx: QueryContext, cache: SemanticCache) -> QueryResult:
         citations=_citations(answer),
         usage=_usage_dict(row),
         request_id=ctx.request_id,
-        headers={
-            "X-Cache": "BYPASS" if routed.threshold is None else "MISS",
-            "X-Router-Confidence": f"{decision.confidence:.4f}",
-        },
+        headers=headers,
     )
 
 
@@ -193,6 +267,8 @@ async def _route(ctx: QueryContext, generation: int | None) -> Routed:
         route_query,
         tenant=ctx.tenant, query=ctx.query, vector=vector, embedder_id=ctx.embedder.id, settings=ctx.settings,
     )  # fmt: skip
+    if ctx.route is not None:  # the caller named a model: its route, whatever the router chose
+        decision = replace(decision, model=ctx.route[0], fallbacks=ctx.route[1])
     router_model, router_in, router_out = decision.router_usage or ("", 0, 0)
     cached = ctx.use_cache and generation is not None
     return Routed(
@@ -219,7 +295,7 @@ async def _generate(ctx: QueryContext, routed: Routed, chain: list[str]) -> Gene
     try:
         chunks = await in_db(retrieve, tenant=ctx.tenant, vector=routed.vector, k=RETRIEVE_K)
         budget = admission.max_cost - await in_db(routed.spent.cost)
-        return await generate(query=ctx.query, chunks=chunks, chain=chain, budget=budget)
+        return await generate(query=ctx.query, chunks=chunks, chain=chain, budget=budget, history=ctx.history)
     except UpstreamFailed:
         await _record(ctx, routed.spent.usage(ctx, source="error", model=routed.decision.model))
         raise
@@ -231,6 +307,8 @@ async def _store(ctx: QueryContext, cache: SemanticCache, routed: Routed, answer
     """Cache the answer (for exact repeats only when the embedder did not see the query whole)."""
     if routed.threshold is None or routed.generation is None:
         return "bypass"
+    if not ctx.control.write:
+        return "not_cached:no-store"
     if routed.decision.intent == Intent.ERROR:
         return "not_cached:out_of_scope"
     sources = [chunk.text for chunk in answer.used]
@@ -252,7 +330,7 @@ async def _store(ctx: QueryContext, cache: SemanticCache, routed: Routed, answer
         ctx.scope,
         routed.generation,
         entry,
-        ttl=ctx.settings.cache_ttl_seconds,
+        ttl=ctx.ttl(),
         vector=routed.vector if routed.whole else None,
         sources=sources,
     )

@@ -25,11 +25,15 @@ def query_hash(query: str) -> str:
 
 @dataclass(frozen=True)
 class CacheScope:
-    """Whose entries may answer a query: tenant, embedder and (optionally) end user."""
+    """Whose entries may answer a query: tenant, embedder, (optionally) end user, and
+    ``context``: a digest of what else the answer depends on (a conversation's earlier
+    turns, a named model, a caller's namespace; ai/context.py). Scopes that differ in it
+    share no key: a context is never a filter applied to shared entries."""
 
     tenant_id: int
     embedder_id: str
     user_id: str | None = None
+    context: str = ""
 
     @property
     def tag(self) -> str:
@@ -37,7 +41,7 @@ class CacheScope:
 
     @property
     def digest(self) -> str:
-        raw = f"{self.embedder_id}\x1f{self.user_id or ''}"
+        raw = f"{self.embedder_id}\x1f{self.user_id or ''}" + (f"\x1f{self.context}" if self.context else "")
         return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
     @property
@@ -58,6 +62,11 @@ class CacheScope:
 
     def lock_key(self, qhash: str) -> str:
         return keys.lock_key(self.tenant_id, self.digest, qhash)
+
+    def entry_id(self, qhash: str) -> str:
+        """The entry's id as a client sees it (``x-saascore-cache-key``): meaningful only with
+        the tenant of the API key that presents it, which rebuilds the key from it."""
+        return f"{self.digest}.{qhash}"
 
 
 generation_key = keys.generation_key

@@ -6,9 +6,12 @@ answers with no API key at all. The result names the model that really answered.
 """
 
 import logging
+import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+import httpx
 import openai
 
 from ai.embeddings.local import local_embedder
@@ -72,10 +75,13 @@ def model_chain(model: str, fallbacks: tuple[str, ...], *, local_fallback: bool)
     return chain
 
 
-def _messages(query: str, chunks: list[RetrievedChunk]) -> list[dict]:
+def _messages(query: str, chunks: list[RetrievedChunk], history: tuple[dict, ...] = ()) -> list[dict]:
+    """The gateway's instructions, then the caller's conversation before its question (a
+    system prompt, earlier turns), then the question with the tenant's passages."""
     context = "\n\n".join(f"[{n}] {c.title}\n{c.text}" for n, c in enumerate(chunks, 1)) or "(no passages)"
     return [
         {"role": "system", "content": SYSTEM_PROMPT},
+        *history,
         {"role": "user", "content": f"Context:\n{context}\n\nQuestion: {query}"},
     ]
 
@@ -123,9 +129,33 @@ async def _remote(
     )
 
 
+async def _ready(
+    model: str, messages: list[dict], budget: Decimal | None, attempts: list[tuple[str, str]]
+) -> tuple[openai.AsyncOpenAI, int] | None:
+    """The client and ``max_tokens`` of a remote model, or None (the reason in ``attempts``)."""
+    price = await aprice_at(model=model)
+    client = async_provider_client(price.provider) if price else None
+    if client is None:
+        attempts.append((model, "no credentials"))
+        return None
+    max_tokens = await in_cpu(output_cap, price, messages, budget)
+    if max_tokens < MIN_OUTPUT_TOKENS:
+        attempts.append((model, "over the request's cost limit (max_request_cost)"))
+        return None
+    return client, max_tokens
+
+
+def _failed(model: str, exc: Exception, attempts: list[tuple[str, str]]) -> None:
+    reason = f"{type(exc).__name__}: {str(exc)[:160]}"
+    attempts.append((model, reason))
+    metrics.UPSTREAM_ERRORS.labels(model=model).inc()
+    logger.warning("model %s failed: %s", model, reason)
+
+
 async def generate(
-    *, query: str, chunks: list[RetrievedChunk], chain: list[str], budget: Decimal | None = None
-) -> Generation:
+    *, query: str, chunks: list[RetrievedChunk], chain: list[str], budget: Decimal | None = None,
+    history: tuple[dict, ...] = (),
+) -> Generation:  # fmt: skip
     """The first model of ``chain`` that answers. ``budget`` (USD) caps what the answer may
     cost: each paid model gets the ``max_tokens`` it pays for, and one whose prompt alone
     would pass it is skipped.
@@ -135,29 +165,114 @@ async def generate(
     answerer, counting a prompt's tokens) runs in the CPU pool.
     """
     attempts: list[tuple[str, str]] = []
-    messages = _messages(query, chunks)
+    messages = _messages(query, chunks, history)
     for model in chain:
         if model == LOCAL_MODEL:
             result = await in_cpu(_local, query, chunks)
             result.attempts = attempts
             return result
-        price = await aprice_at(model=model)
-        client = async_provider_client(price.provider) if price else None
-        if client is None:
-            attempts.append((model, "no credentials"))
-            continue
-        max_tokens = await in_cpu(output_cap, price, messages, budget)
-        if max_tokens < MIN_OUTPUT_TOKENS:
-            attempts.append((model, "over the request's cost limit (max_request_cost)"))
+        if (ready := await _ready(model, messages, budget, attempts)) is None:
             continue
         try:
-            result = await _remote(client, model, messages, chunks, max_tokens)
+            result = await _remote(ready[0], model, messages, chunks, ready[1])
         except (openai.APIError, ValueError, IndexError, AttributeError) as exc:
-            reason = f"{type(exc).__name__}: {str(exc)[:160]}"
-            attempts.append((model, reason))
-            metrics.UPSTREAM_ERRORS.labels(model=model).inc()
-            logger.warning("model %s failed, trying the next: %s", model, reason)
+            _failed(model, exc, attempts)
             continue
         result.attempts = attempts
         return result
+    raise UpstreamFailed(attempts)
+
+
+_PIECE = re.compile(r"(?:\S+\s*){1,4}")  # a streamed piece of a whole answer: up to four words
+
+
+def pieces(text: str) -> list[str]:
+    """A whole answer (the local model's, a cached one) as the pieces of a stream."""
+    return _PIECE.findall(text) or [text]
+
+
+@dataclass
+class Streamed:
+    """A generation as it streams: what it produced so far and which model produced it.
+
+    The tokens are the upstream's figures when its last chunk (``include_usage``) came;
+    a stream that ended before it (aborted by the client, failed mid-way) is counted
+    with the local tokenizer: the prompt sent, and the text produced so far.
+    """
+
+    messages: list[dict] = field(default_factory=list)
+    model: str = ""
+    parts: list[str] = field(default_factory=list)
+    used: list[RetrievedChunk] = field(default_factory=list)
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+    async def generation(self) -> Generation:
+        prompt, output = self.input_tokens, self.output_tokens
+        if prompt is None or output is None:
+            count = local_embedder().count_tokens
+            if prompt is None:
+                prompt = await in_cpu(lambda: sum(count(m["content"]) for m in self.messages))
+            if output is None:
+                output = await in_cpu(count, self.text)
+        return Generation(self.text.strip(), self.model, prompt, output, self.used)
+
+
+async def generate_stream(
+    *, query: str, chunks: list[RetrievedChunk], chain: list[str], out: Streamed, budget: Decimal | None = None,
+    history: tuple[dict, ...] = (),
+) -> AsyncIterator[str]:  # fmt: skip
+    """``generate``, streamed: the pieces of the first model of ``chain`` that answers, into
+    ``out`` as they come. A model that fails before its first piece passes to the next; once
+    a piece went out the answer is that model's, and a failure ends the stream (UpstreamFailed).
+
+    The upstream is streamed through the async client (no thread held); the local answerer's
+    answer is computed whole in the CPU pool and split into pieces.
+    """
+    attempts: list[tuple[str, str]] = []
+    out.messages = _messages(query, chunks, history)
+    for model in chain:
+        if model == LOCAL_MODEL:
+            result = await in_cpu(_local, query, chunks)
+            out.model, out.used = LOCAL_MODEL, result.used
+            out.input_tokens, out.output_tokens = result.input_tokens, result.output_tokens
+            for piece in pieces(result.text):
+                out.parts.append(piece)
+                yield piece
+            return
+        if (ready := await _ready(model, out.messages, budget, attempts)) is None:
+            continue
+        client, max_tokens = ready
+        try:
+            stream = await client.chat.completions.create(
+                model=model, messages=out.messages, max_tokens=max_tokens, temperature=0.2, stream=True,
+                stream_options={"include_usage": True},
+            )  # fmt: skip
+        except openai.APIError as exc:
+            _failed(model, exc, attempts)
+            continue
+        try:
+            async for chunk in stream:
+                if chunk.usage is not None:
+                    out.input_tokens, out.output_tokens = chunk.usage.prompt_tokens, chunk.usage.completion_tokens
+                text = chunk.choices[0].delta.content if chunk.choices else None
+                if text:
+                    if not out.parts:
+                        out.model, out.used = model, list(chunks)
+                    out.parts.append(text)
+                    yield text
+        except (openai.APIError, httpx.HTTPError, ValueError) as exc:
+            _failed(model, exc, attempts)
+            if out.parts:
+                raise UpstreamFailed(attempts) from None  # mid-way: the client has part of this model's answer
+            continue
+        finally:
+            await stream.close()
+        if out.parts:
+            return
+        attempts.append((model, "empty answer"))
     raise UpstreamFailed(attempts)

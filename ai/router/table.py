@@ -56,3 +56,27 @@ def route_for(tenant: Tenant, intent: str, complexity: str) -> tuple[str, tuple[
 
 def forget_route_tables() -> None:
     _tables.clear()
+
+
+RouteTable = dict[tuple[str, str], tuple[str, tuple[str, ...]]]
+
+
+async def aroute_table(tenant: Tenant) -> RouteTable:
+    """The tenant's route table (global rules with its own over them), from the row cache."""
+    return await _tables.aget(tenant.pk, lambda: _load(tenant))
+
+
+def table_models(table: RouteTable) -> list[str]:
+    """Every model a route of ``table`` may answer with (its model or a fallback), in table order:
+    what a tenant may name on the OpenAI-compatible API (docs/decisions.md)."""
+    names = [name for model, fallbacks in table.values() for name in (model, *fallbacks)]
+    return list(dict.fromkeys(names))
+
+
+def model_route(table: RouteTable, model: str) -> tuple[str, tuple[str, ...]] | None:
+    """The route of a model the caller named: the first rule that routes to it, with that rule's
+    fallbacks; a model that is only ever a fallback has none. None: no route of the tenant uses it."""
+    for routed, fallbacks in table.values():
+        if routed == model:
+            return routed, fallbacks
+    return (model, ()) if model in table_models(table) else None
