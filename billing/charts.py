@@ -8,7 +8,13 @@ from django.utils.safestring import SafeString, mark_safe
 
 WIDTH, HEIGHT = 640, 220
 PAD_LEFT, PAD_BOTTOM, PAD_TOP = 56, 28, 12
-COLORS = {"llm": "#4f46e5", "cache_exact": "#16a34a", "cache_semantic": "#22c55e", "error": "#dc2626"}
+COLORS = {
+    "llm": "#4f46e5",
+    "cache_exact": "#16a34a",
+    "cache_semantic": "#22c55e",
+    "error": "#dc2626",
+    "embedding": "#0891b2",
+}
 
 
 def _axis(maximum: float, fmt) -> str:

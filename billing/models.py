@@ -22,6 +22,7 @@ class UsageRecord(TenantOwnedModel):
         CACHE_EXACT = "cache_exact", "Cache (exact)"
         CACHE_SEMANTIC = "cache_semantic", "Cache (semantic)"
         ERROR = "error", "Error"
+        EMBEDDING = "embedding", "Embeddings (POST /v1/embeddings)"
 
     request_id = models.CharField(max_length=64)
     created_at = models.DateTimeField(default=timezone.now)

@@ -35,7 +35,7 @@ def test_api_summary_matches_the_ledger(api_client, ledger):
     assert Decimal(body["cost"]) == sums["cost"] and Decimal(body["saved"]) == sums["saved"]
     assert body["requests"] == 6 and body["hits"] == 2 and body["misses"] == 3
     assert body["hit_ratio"] == round(2 / 5, 4)
-    assert body["by_source"] == {"llm": 3, "cache_exact": 1, "cache_semantic": 1, "error": 1}
+    assert body["by_source"] == {"llm": 3, "cache_exact": 1, "cache_semantic": 1, "error": 1, "embedding": 0}
     assert body["model_mix"] == {"gpt-4o-mini": 1, "gpt-4o": 1, "claude-3-haiku": 1}
 
 
