@@ -17,6 +17,7 @@ from saascore.api.errors import (
     is_api_path,
     max_body_bytes,
 )
+from saascore.api.openai_errors import is_openai_path, reshaped
 from saascore.db.base import database_unavailable
 from saascore.logs import client_request_id_var, request_id_var, tenant_id_var
 
@@ -149,6 +150,14 @@ class ApiErrorMiddleware(Hybrid):
             return None
         logger.exception("unhandled error in %s (request %s)", request.path, getattr(request, "request_id", "-"))
         return error_response(500, "internal_error")
+
+
+class OpenAIErrorMiddleware(Hybrid):
+    """The OpenAI-compatible API (``/v1/``) answers its errors in OpenAI's shape
+    (saascore/api/openai_errors.py); it sits outside every middleware that makes errors."""
+
+    def after(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        return reshaped(response) if is_openai_path(request.path) else response
 
 
 class HttpMetricsMiddleware(Hybrid):

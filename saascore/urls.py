@@ -16,6 +16,7 @@ urlpatterns = [
     path("api/v1/", include("tenants.api.urls")),
     path("api/v1/", include("billing.api.urls")),
     path("api/v1/", include("ai.api.urls")),
+    path("v1/", include("ai.api.openai_urls")),  # the OpenAI-compatible API
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("health/live", health.live, name="health-live"),

@@ -13,11 +13,14 @@ stand-in the tests use: it replaces the remote LLM, nothing else.
         held.arrived.wait(); held.client_port                # the call came (from this local port of the caller)
         held = server.reply_embeddings(status=400, hold=threading.Event())  # next embeddings call
         held.arrived.wait(); held.hold.set()                 # ...waits until released, then fails
+        paused = server.reply(content="a b c d", pause_after=2, hold=threading.Event())  # a stream (stream: true)
+        paused.paused.wait(); paused.hold.set()              # ...pauses after two words until released
         client = openai.OpenAI(base_url=server.base_url, api_key="test")
 """
 
 import hashlib
 import json
+import re
 import threading
 import time
 from collections import deque
@@ -41,6 +44,9 @@ class Reply:
     hold: threading.Event | None = None
     arrived: threading.Event = field(default_factory=threading.Event)
     client_port: int | None = None
+    # A streamed answer (``stream: true``) with ``hold`` pauses after this many words instead.
+    pause_after: int | None = None
+    paused: threading.Event = field(default_factory=threading.Event)
 
 
 @dataclass
@@ -116,6 +122,9 @@ class OpenAIServer:
                     self._embeddings_reply(server._next_embedding(), body)
                 elif self.path.endswith("/chat/completions"):
                     reply = server._next()
+                    if body.get("stream") and reply.status == 200 and reply.raw is None:
+                        self._stream(reply, body)
+                        return
                     if reply.hold is not None:
                         reply.client_port = self.client_address[1]
                         reply.arrived.set()
@@ -141,6 +150,34 @@ class OpenAIServer:
                     self._send(reply.status, error)
                 else:
                     self._send(200, server._embeddings(body))
+
+            def _stream(self, reply: Reply, body: dict) -> None:
+                """Server-Sent Events in OpenAI's chunk format, a word a chunk; usage last if asked."""
+                reply.arrived.set()
+                base = {"id": "chatcmpl-test", "object": "chat.completion.chunk", "created": int(time.time())}
+                base["model"] = body.get("model")
+                words = re.findall(r"\S+\s*", reply.content or "")
+                events = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}]
+                events += [{**base, "choices": [{"index": 0, "delta": {"content": w}}]} for w in words]
+                events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+                if (body.get("stream_options") or {}).get("include_usage"):
+                    prompt, completion = reply.usage
+                    usage = {"prompt_tokens": prompt, "completion_tokens": completion}
+                    events.append({**base, "choices": [], "usage": {**usage, "total_tokens": prompt + completion}})
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "text/event-stream")
+                    self.end_headers()
+                    for n, event in enumerate(events):
+                        if reply.hold is not None and n == 1 + (reply.pause_after or 0):
+                            reply.paused.set()
+                            reply.hold.wait(timeout=60)  # released by the test (an Event, not a sleep)
+                        self.wfile.write(b"data: " + json.dumps(event).encode() + b"\n\n")
+                        self.wfile.flush()
+                    self.wfile.write(b"data: [DONE]\n\n")
+                    self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (an aborted stream)
 
             def _send(self, status: int, payload: dict) -> None:
                 self._send_raw(status, json.dumps(payload).encode())

@@ -17,10 +17,14 @@ cache or the model), though not billed again.
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from django.http import HttpRequest, HttpResponse
+from rest_framework import serializers
+
 from saascore.api.errors import ApiError
+from saascore.api.lean import json_response
 from saascore.redis import keys
 from saascore.redis.guard import RedisGuard
 from saascore.redis.ops import Op, ok, one
@@ -145,3 +149,34 @@ async def aidempotency_abandon(guard: RedisGuard, claim: Idempotent) -> None:
         ok(reply)
 
     await guard.arun("idempotency", op, None)
+
+
+# A claim whose request died frees the key after this.
+IDEMPOTENCY_PENDING_SECONDS = 300
+
+
+async def aidempotent(
+    request: HttpRequest, guard: RedisGuard, *, user_id: str | None, fields: dict,
+    answer: Callable[[str], Awaitable[tuple[dict, dict]]],
+) -> HttpResponse:  # fmt: skip
+    """The JSON response of ``answer(ledger_id)`` (its body and headers), run once per
+    ``Idempotency-Key`` when the request has one (``fields``: its validated body)."""
+    claim = None
+    if (key := request.headers.get("Idempotency-Key")) is not None:
+        if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isprintable():
+            raise serializers.ValidationError({"Idempotency-Key": f"1 to {MAX_KEY_LENGTH} printable characters"})
+        claim = await aidempotency_begin(
+            guard, tenant_id=request.auth.tenant_id, api_key_id=request.auth.pk, user_id=user_id, key=key,
+            request=fields, ttl=IDEMPOTENCY_PENDING_SECONDS,
+        )  # fmt: skip
+        if isinstance(claim, Replay):
+            return json_response(claim.body, headers={**claim.headers, "Idempotent-Replay": "true"})
+    try:
+        body, headers = await answer(claim.ledger_id if claim else request.request_id)
+    except BaseException:
+        if claim:
+            await aidempotency_abandon(guard, claim)
+        raise
+    if claim:
+        await aidempotency_finish(guard, claim, body=body, headers=headers)
+    return json_response(body, headers=headers)

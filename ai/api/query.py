@@ -7,18 +7,12 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.views import APIView
 
-from ai.api.idempotency import (
-    MAX_KEY_LENGTH,
-    Replay,
-    aidempotency_abandon,
-    aidempotency_begin,
-    aidempotency_finish,
-)
+from ai.api.idempotency import aidempotent
 from ai.cache import get_cache
 from ai.pipeline import answer_query
 from ai.tenant_settings.models import TenantAISettings
 from ai.tenant_settings.selectors import asettings_for
-from saascore.api.lean import async_endpoint, json_body, json_response, validated
+from saascore.api.lean import async_endpoint, json_body, validated
 from saascore.api.schema import error_doc
 from tenants.authentication import aauthenticate
 
@@ -63,6 +57,22 @@ _QUERY_RESPONSE_HEADERS = [
         enum=["HIT-EXACT", "HIT-SEMANTIC", "MISS", "BYPASS"], description="Where the answer came from.",
     ),
     OpenApiParameter(
+        "x-saascore-cache", str, OpenApiParameter.HEADER, response=[200], required=True,
+        enum=["HIT-EXACT", "HIT-SEMANTIC", "MISS", "BYPASS"], description="X-Cache's value (the name both APIs use).",
+    ),
+    OpenApiParameter(
+        "x-saascore-similarity", str, OpenApiParameter.HEADER, response=[200],
+        description="A hit's cosine similarity to the cached question (1.0000 for an exact hit).",
+    ),
+    OpenApiParameter(
+        "x-saascore-cache-key", str, OpenApiParameter.HEADER, response=[200],
+        description="The cache entry's id within this tenant (a hit, or a miss that stored its answer).",
+    ),
+    OpenApiParameter(
+        "x-saascore-request-id", str, OpenApiParameter.HEADER, response=[200], required=True,
+        description="The request id (as X-Request-ID).",
+    ),
+    OpenApiParameter(
         "X-Router-Confidence", str, OpenApiParameter.HEADER, response=[200],
         description="The router's confidence in [0, 1], when the query was routed.",
     ),
@@ -71,8 +81,6 @@ _QUERY_RESPONSE_HEADERS = [
         description="Present when the answer is the stored one of an earlier request with this Idempotency-Key.",
     ),
 ]  # fmt: skip
-
-IDEMPOTENCY_PENDING_SECONDS = 300  # a claim whose request died frees the key after this
 
 
 class QueryApi(APIView):
@@ -110,37 +118,22 @@ async def answer(request: HttpRequest) -> HttpResponse:
         raise serializers.ValidationError(
             {"user_id": "required: this tenant keeps its cache per end user, so every query names its user"}
         )
-    guard = get_cache().guard
-    claim = None
-    if (key := request.headers.get("Idempotency-Key")) is not None:
-        if not 1 <= len(key) <= MAX_KEY_LENGTH or not key.isprintable():
-            raise serializers.ValidationError({"Idempotency-Key": f"1 to {MAX_KEY_LENGTH} printable characters"})
-        claim = await aidempotency_begin(
-            guard, tenant_id=tenant.pk, api_key_id=request.auth.pk, user_id=data.get("user_id"), key=key,
-            request=dict(data), ttl=IDEMPOTENCY_PENDING_SECONDS,
-        )  # fmt: skip
-        if isinstance(claim, Replay):
-            return json_response(claim.body, headers={**claim.headers, "Idempotent-Replay": "true"})
-    try:
+
+    async def run(ledger_id: str) -> tuple[dict, dict]:
         result = await answer_query(
             tenant=tenant,
             query=data["query"],
             user_id=data.get("user_id"),
             cache_mode=data["cache"],
             request_id=request.request_id,
-            ledger_id=claim.ledger_id if claim else request.request_id,
+            ledger_id=ledger_id,
         )
-    except BaseException:
-        if claim:
-            await aidempotency_abandon(guard, claim)
-        raise
-    body = result.as_dict()
-    headers = dict(result.headers)
-    if result.routing:
-        headers["X-Router-Confidence"] = f"{result.routing['confidence']:.4f}"
-    if claim:
-        await aidempotency_finish(guard, claim, body=body, headers=headers)
-    return json_response(body, headers=headers)
+        headers = dict(result.headers)
+        if result.routing:
+            headers["X-Router-Confidence"] = f"{result.routing['confidence']:.4f}"
+        return result.as_dict(), headers
+
+    return await aidempotent(request, get_cache().guard, user_id=data.get("user_id"), fields=dict(data), answer=run)
 
 
 query_endpoint = async_endpoint(QueryApi, answer)

@@ -44,7 +44,7 @@ class ApiError(Exception):
         return error_response(self.status, self.code, self.message, self.details, headers)
 
 
-API_PREFIXES = ("/api/", "/health/", "/metrics")
+API_PREFIXES = ("/api/", "/v1/", "/health/", "/metrics")
 
 _MESSAGES = {
     400: "The request is malformed.",

@@ -29,15 +29,18 @@ AUTH_HEADER = 'Bearer realm="api"'
 Handler = Callable[[HttpRequest], Awaitable[HttpResponse]]
 
 
-def async_endpoint(view_class, handler: Handler, *, methods: tuple[str, ...] = ("POST",)):
-    """A Django async view that answers with ``handler`` and is documented by ``view_class``."""
+def async_endpoint(
+    view_class, handler: Handler, *, methods: tuple[str, ...] = ("POST",), produces: tuple[str, ...] = (JSON,)
+):
+    """A Django async view that answers with ``handler`` and is documented by ``view_class``;
+    ``produces``: the media types it can answer (an ``Accept`` of none of them is a 406)."""
     documented = view_class.as_view()
 
     async def endpoint(request: HttpRequest, *args, **kwargs) -> HttpResponse:
         try:
             if request.method not in methods:
                 raise exceptions.MethodNotAllowed(request.method)
-            negotiate(request)
+            negotiate(request, produces)
             response = await handler(request, *args, **kwargs)
         except Exception as exc:  # the one error shape; unexpected ones logged as 500
             response = error_for(exc, request)
@@ -61,13 +64,14 @@ def error_for(exc: Exception, request: HttpRequest) -> HttpResponse:
     return response
 
 
-def negotiate(request: HttpRequest) -> None:
-    """JSON is all these endpoints produce: anything else asked for is a 406."""
+def negotiate(request: HttpRequest, produces: tuple[str, ...] = (JSON,)) -> None:
+    """JSON is what these endpoints produce (a stream, also ``text/event-stream``): anything else
+    asked for is a 406."""
     wanted = request.GET.get("format")
     if wanted is not None and wanted != "json":
         raise exceptions.NotAcceptable("No representation in that format; this endpoint has: json.")
-    if request.headers.get("Accept") and not request.accepts(JSON):
-        raise exceptions.NotAcceptable("This endpoint answers application/json only.")
+    if request.headers.get("Accept") and not any(request.accepts(media) for media in produces):
+        raise exceptions.NotAcceptable(f"This endpoint answers {' or '.join(produces)} only.")
 
 
 def json_body(request: HttpRequest):

@@ -60,6 +60,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "saascore.middleware.OpenAIErrorMiddleware",
     "saascore.middleware.RequestIdMiddleware",
     "saascore.middleware.ApiErrorMiddleware",
     "saascore.middleware.SecurityHeadersMiddleware",
@@ -75,9 +76,10 @@ MIDDLEWARE = [
 ]
 
 # The hot paths (saascore/asgi.py): served by a stack of natively async middleware only.
-LEAN_PATHS = ["/api/v1/ai/query"]
+LEAN_PATHS = ["/api/v1/ai/query", "/v1/"]
 LEAN_MIDDLEWARE = [
     "saascore.middleware.HttpMetricsMiddleware",
+    "saascore.middleware.OpenAIErrorMiddleware",
     "saascore.middleware.RequestIdMiddleware",
     "saascore.middleware.ApiErrorMiddleware",
     "saascore.middleware.SecurityHeadersMiddleware",
