@@ -15,6 +15,7 @@ stand-in the tests use: it replaces the remote LLM, nothing else.
         held.arrived.wait(); held.hold.set()                 # ...waits until released, then fails
         paused = server.reply(content="a b c d", pause_after=2, hold=threading.Event())  # a stream (stream: true)
         paused.paused.wait(); paused.hold.set()              # ...pauses after two words until released
+        server.reply(content="a b c d", cut_after=2)         # a stream whose connection ends after two words
         client = openai.OpenAI(base_url=server.base_url, api_key="test")
 """
 
@@ -47,6 +48,7 @@ class Reply:
     # A streamed answer (``stream: true``) with ``hold`` pauses after this many words instead.
     pause_after: int | None = None
     paused: threading.Event = field(default_factory=threading.Event)
+    cut_after: int | None = None  # a streamed answer whose connection ends after this many words
 
 
 @dataclass
@@ -169,6 +171,8 @@ class OpenAIServer:
                     self.send_header("Content-Type", "text/event-stream")
                     self.end_headers()
                     for n, event in enumerate(events):
+                        if reply.cut_after is not None and n == 1 + reply.cut_after:
+                            return  # no finish_reason, no [DONE]: the connection just ends (HTTP/1.0)
                         if reply.hold is not None and n == 1 + (reply.pause_after or 0):
                             reply.paused.set()
                             reply.hold.wait(timeout=60)  # released by the test (an Event, not a sleep)

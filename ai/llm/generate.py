@@ -255,16 +255,20 @@ async def generate_stream(
         except openai.APIError as exc:
             _failed(model, exc, attempts)
             continue
+        finished = False
         try:
             async for chunk in stream:
                 if chunk.usage is not None:
                     out.input_tokens, out.output_tokens = chunk.usage.prompt_tokens, chunk.usage.completion_tokens
                 text = chunk.choices[0].delta.content if chunk.choices else None
+                finished = finished or bool(chunk.choices and chunk.choices[0].finish_reason)
                 if text:
                     if not out.parts:
                         out.model, out.used = model, list(chunks)
                     out.parts.append(text)
                     yield text
+            if out.parts and not finished:  # the connection ended without the last chunk: a cut answer
+                raise ValueError("the stream ended before its finish_reason")
         except (openai.APIError, httpx.HTTPError, ValueError) as exc:
             _failed(model, exc, attempts)
             if out.parts:

@@ -315,3 +315,21 @@ def test_an_idempotent_retry_is_answered_and_billed_once(server, upstream, helpd
     retry, headers = chat(client, PASSWORD, extra_headers={"Idempotency-Key": "retry-1"})
     assert headers["idempotent-replay"] == "true" and retry.id == first.id
     assert retry.choices[0].message.content == "Only once." and len(rows(tenant)) == 1
+
+
+def test_a_stream_cut_mid_way_ends_with_an_error_is_billed_and_never_cached(server, upstream, helpdesk):
+    tenant, key = helpdesk()
+    client = sdk(server, key)
+    upstream.reply(content="one two three four five", usage=(40, 5), cut_after=2)
+    received = []
+    with pytest.raises(openai.APIError) as failed:
+        for chunk in client.chat.completions.create(
+            model="auto", messages=[{"role": "user", "content": PASSWORD}], stream=True
+        ):
+            received.append(chunk.choices[0].delta.content or "")
+    assert "".join(received) == "one two " and failed.value.body["code"] == "upstream_failed"
+    row = wait_until(lambda: next(iter(rows(tenant)), None), timeout=10, what="the cut stream's ledger row")
+    assert row.source == "llm" and row.output_tokens == 2
+    upstream.reply(content="A whole answer.")
+    again, headers = chat(client, PASSWORD)
+    assert headers["x-saascore-cache"] == "MISS" and again.choices[0].message.content == "A whole answer."
