@@ -83,7 +83,11 @@ def test_a_completion_then_its_exact_hit_with_the_cache_headers(server, upstream
     assert headers["x-saascore-cache"] == "HIT-EXACT" and float(headers["x-saascore-similarity"]) == 1.0
     assert again.choices[0].message.content == first.choices[0].message.content
     assert headers["x-saascore-cache-key"] == stored_key and again.id != first.id
-    assert [r.source for r in rows(tenant)] == ["llm", "cache_exact"]
+    paraphrase, headers = chat(client, "What's the way to reset my password?")
+    assert headers["x-saascore-cache"] == "HIT-SEMANTIC" and 0.8 < float(headers["x-saascore-similarity"]) < 1
+    assert headers["x-saascore-cache-key"] == stored_key  # the entry that answered
+    assert paraphrase.choices[0].message.content == first.choices[0].message.content
+    assert [r.source for r in rows(tenant)] == ["llm", "cache_exact", "cache_semantic"]
     assert rows(tenant)[0].request_id == first.id
 
 
@@ -333,3 +337,23 @@ def test_a_stream_cut_mid_way_ends_with_an_error_is_billed_and_never_cached(serv
     upstream.reply(content="A whole answer.")
     again, headers = chat(client, PASSWORD)
     assert headers["x-saascore-cache"] == "MISS" and again.choices[0].message.content == "A whole answer."
+
+
+def test_user_is_the_end_user_of_a_per_user_cache(server, upstream, helpdesk):
+    from ai.tenant_settings.models import TenantAISettings
+    from tenants.scoping import tenant_scope
+
+    tenant, key = helpdesk()
+    with tenant_scope(tenant):
+        TenantAISettings.objects.for_tenant(tenant).create(tenant=tenant, cache_scope="user")
+    client = sdk(server, key)
+    with pytest.raises(openai.BadRequestError) as refused:
+        chat(client, PASSWORD)
+    assert refused.value.body["param"] == "user"
+    upstream.reply(content="For Alice.")
+    upstream.reply(content="For Bob.")
+    assert chat(client, PASSWORD, user="alice@example.com")[1]["x-saascore-cache"] == "MISS"
+    bob, headers = chat(client, PASSWORD, user="bob")
+    assert headers["x-saascore-cache"] == "MISS" and bob.choices[0].message.content == "For Bob."
+    alice, headers = chat(client, PASSWORD, user="alice@example.com")
+    assert headers["x-saascore-cache"] == "HIT-EXACT" and alice.choices[0].message.content == "For Alice."
