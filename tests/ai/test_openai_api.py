@@ -357,3 +357,42 @@ def test_user_is_the_end_user_of_a_per_user_cache(server, upstream, helpdesk):
     assert headers["x-saascore-cache"] == "MISS" and bob.choices[0].message.content == "For Bob."
     alice, headers = chat(client, PASSWORD, user="alice@example.com")
     assert headers["x-saascore-cache"] == "HIT-EXACT" and alice.choices[0].message.content == "For Alice."
+
+
+def test_streams_waiting_on_the_upstream_hold_no_thread_a_hit_needs(server, upstream, helpdesk):
+    """More streams mid-way than the process has threads (CPU and DB pools, 2 + 8): a hit is
+    still answered at once, and every stream then completes."""
+    _, key = helpdesk()
+    upstream.reply(content="Use the Forgot password link.")
+    chat(sdk(server, key), PASSWORD)  # cached
+    release = threading.Event()
+    held = [upstream.reply(content="first second third", pause_after=1, hold=release) for _ in range(32)]
+    url, headers = f"{server.base}/v1/chat/completions", {"Authorization": f"Bearer {key}"}
+
+    async def run() -> tuple[float, list[str]]:
+        async with httpx.AsyncClient(timeout=60) as http:
+
+            async def one(n: int) -> str:
+                question = f"How do I reset my password, case {n}?"
+                body = {"model": "auto", "stream": True, "messages": [{"role": "user", "content": question}]}
+                async with http.stream("POST", url, json=body, headers=headers) as response:
+                    lines = [line async for line in response.aiter_lines() if line.startswith("data: {")]
+                return "".join(json.loads(line[6:])["choices"][0]["delta"].get("content") or "" for line in lines)
+
+            streams = [asyncio.create_task(one(n)) for n in range(len(held))]
+            deadline = time.monotonic() + 30
+            while not all(reply.paused.is_set() for reply in held):
+                assert time.monotonic() < deadline, "the streams did not all reach the upstream"
+                await asyncio.sleep(0.05)
+            started = time.perf_counter()
+            hit = await http.post(
+                url, json={"model": "auto", "messages": [{"role": "user", "content": PASSWORD}]}, headers=headers
+            )
+            seconds = time.perf_counter() - started
+            assert hit.headers["x-saascore-cache"] == "HIT-EXACT"
+            release.set()
+            return seconds, await asyncio.gather(*streams)
+
+    seconds, answers = asyncio.run(run())
+    assert seconds < 2.0, seconds
+    assert answers == ["first second third"] * len(held)
