@@ -94,6 +94,7 @@ class QueryContext:
     control: CacheControl = CacheControl()
     history: tuple[dict, ...] = ()  # a conversation's messages before the question (role, content)
     route: tuple[str, tuple[str, ...]] | None = None  # a model the caller named, and its fallbacks
+    user_id: str | None = None  # the end user the caller named (attribution; the scope has it if per user)
 
     def fresh(self, created_at: float, now: float) -> bool:
         """May an entry made at ``created_at`` answer (``s-maxage``)?"""
@@ -118,7 +119,8 @@ class Spent:
         """The ledger's usage of this query: a failed one under its own request id, so that
         a retry with the same ledger id (an idempotent retry) is still billed when it answers."""
         request_id = ctx.request_id if source == "error" else ctx.ledger_id
-        return Usage(request_id=request_id, source=source, model=model, **self.__dict__, **tokens)
+        end_user = ctx.user_id or ""
+        return Usage(request_id=request_id, source=source, model=model, end_user=end_user, **self.__dict__, **tokens)
 
     def cost(self) -> Decimal:
         usage = Usage(request_id="", source="", **self.__dict__)

@@ -122,6 +122,7 @@ async def _context(
         control=control,
         history=history,
         route=route,
+        user_id=user_id,
     )
 
 

@@ -41,6 +41,8 @@ class UsageRecord(TenantOwnedModel):
     saved = models.DecimalField(max_digits=18, decimal_places=10, default=Decimal(0))
     # For hits: the cached question that answered (never personal data: such answers are not cached).
     cached_question = models.CharField(max_length=500, blank=True)
+    # The end user the tenant named (``user_id`` on /api/v1/ai/query, ``user`` on /v1/), as given.
+    end_user = models.CharField(max_length=128, blank=True, default="")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["tenant", "request_id"], name="usage_tenant_request_uniq")]

@@ -47,6 +47,7 @@ class Usage:
     saved_input_tokens: int = 0
     saved_output_tokens: int = 0
     cached_question: str = ""
+    end_user: str = ""  # the caller's end user (``user_id``, OpenAI's ``user``), for attribution
 
 
 def price_usage(usage: Usage, when: datetime) -> tuple[Decimal, Decimal]:
@@ -174,7 +175,7 @@ def _write_spooled(row: dict) -> bool:
     row["created_at"] = datetime.fromisoformat(row["created_at"])
     try:
         if row["cost"] is None:  # spooled before it could be priced: price it at its own time
-            usage = Usage(**{name: row[name] for name in _USAGE_FIELDS})
+            usage = Usage(**{name: row[name] for name in _USAGE_FIELDS if name in row})  # older rows lack some
             row["cost"], row["saved"] = price_usage(usage, row["created_at"])
         row.update(cost=Decimal(row["cost"]), saved=Decimal(row["saved"]))
         return _insert(row)

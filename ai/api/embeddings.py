@@ -14,7 +14,7 @@ import numpy as np
 from django.http import HttpRequest, HttpResponse
 
 from ai.api.chat import OpenAICompatibleApi
-from ai.api.openai_input import AUTO, ModelNotFound, invalid
+from ai.api.openai_input import AUTO, ModelNotFound, end_user, invalid
 from ai.cache import get_cache
 from ai.embeddings import get_embedder
 from billing.admission import arate_check
@@ -56,6 +56,7 @@ async def embeddings(request: HttpRequest) -> HttpResponse:
     if model not in (AUTO, embedder.id):
         raise ModelNotFound(f"The embeddings model `{model}` is not this tenant's; it embeds with `{embedder.id}`.")
     texts = _inputs(body.get("input"))
+    end_user(body.get("user"))  # checked before anything is spent
     encoding = body.get("encoding_format") or "float"
     if encoding not in ("float", "base64"):
         raise invalid("encoding_format", '"float" or "base64"')
@@ -68,6 +69,7 @@ async def embeddings(request: HttpRequest) -> HttpResponse:
         source=UsageRecord.Source.EMBEDDING,
         embedding_model=embedder.id,
         embedding_tokens=embedded.input_tokens,
+        end_user=end_user(body.get("user")) or "",
     )
     row = await ledger.arecord(tenant_id=tenant.pk, usage=usage)
     metrics.usage_count(tenant=tenant, row=row)

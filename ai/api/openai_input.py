@@ -98,7 +98,7 @@ def cache_control(control) -> CacheControl:
     )
 
 
-def _user(value) -> str | None:
+def end_user(value) -> str | None:
     if value is None or value == "":
         return None
     if not isinstance(value, str) or len(value) > 128 or not value.isprintable():
@@ -127,7 +127,7 @@ def chat_request(body) -> ChatRequest:
         history=history,
         stream=stream,
         include_usage=bool(options.get("include_usage")),
-        user=_user(body.get("user")),
+        user=end_user(body.get("user")),
         control=cache_control(body.get("cache")),
     )
 

@@ -357,6 +357,8 @@ def test_user_is_the_end_user_of_a_per_user_cache(server, upstream, helpdesk):
     assert headers["x-saascore-cache"] == "MISS" and bob.choices[0].message.content == "For Bob."
     alice, headers = chat(client, PASSWORD, user="alice@example.com")
     assert headers["x-saascore-cache"] == "HIT-EXACT" and alice.choices[0].message.content == "For Alice."
+    sdk(server, key).embeddings.create(model="auto", input="hello", user="bob")
+    assert [r.end_user for r in rows(tenant)] == ["alice@example.com", "bob", "alice@example.com", "bob"]
 
 
 def test_streams_waiting_on_the_upstream_hold_no_thread_a_hit_needs(server, upstream, helpdesk):

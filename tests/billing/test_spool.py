@@ -9,6 +9,7 @@ choose, so a SIGKILL lands there every time.
 import json
 import os
 import signal
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -215,3 +216,19 @@ def test_spool_files_are_private(spool_dir, tmp_path):
     spool({"request_id": "r", "tenant_id": 1})
     (path,) = spooled_files()
     assert path.stat().st_mode & 0o077 == 0 and spool_dir.stat().st_mode & 0o077 == 0
+
+
+def test_a_row_spooled_before_the_end_user_column_is_written(spool_dir):
+    """A spool outlives a deploy: a row written by the previous release has no ``end_user``."""
+    tenant = make_tenant()
+    old = {
+        "request_id": "before-end-user", "source": "llm", "model": "gpt-4o-mini", "input_tokens": 10,
+        "output_tokens": 5, "router_model": "", "router_input_tokens": 0, "router_output_tokens": 0,
+        "embedding_model": "", "embedding_tokens": 0, "saved_input_tokens": 0, "saved_output_tokens": 0,
+        "cached_question": "", "tenant_id": tenant.pk, "created_at": datetime.now(UTC), "cost": None, "saved": None,
+    }  # fmt: skip
+    spool(old)
+    assert spool_flush().written == 1
+    with tenant_scope(tenant):
+        (stored,) = UsageRecord.objects.for_tenant(tenant)
+    assert stored.end_user == "" and stored.cost > 0
