@@ -78,3 +78,31 @@ def test_a_revoked_key_is_refused_by_the_next_request_of_this_process(api_client
     api_key_revoke(tenant=tenant, key_id=only_key(tenant))
     refused = api_client.post("/api/v1/ai/query", {"query": PASSWORD}, format="json", **auth(key))
     assert refused.status_code == 401, refused.content
+
+
+def chat(client, key, question, *, model="auto"):
+    body = {"model": model, "messages": [{"role": "user", "content": question}]}
+    response = client.post("/v1/chat/completions", body, format="json", **auth(key))
+    assert response.status_code == 200, response.content
+    return response
+
+
+def test_openai_compatible_hits_run_no_sql_but_their_ledger_row(api_client, helpdesk, statements):
+    """The same on /v1/chat/completions, "auto" and a named model (its route from the row cache)."""
+    _, key = helpdesk()
+    chat(api_client, key, PASSWORD)
+    chat(api_client, key, PASSWORD, model="gpt-4o")  # a named model's own scope: a miss
+    chat(api_client, key, "how do I reset my password")
+    statements.clear()
+
+    auto = chat(api_client, key, "How do I reset my password?")
+    named = chat(api_client, key, "How do I reset my password?", model="gpt-4o")
+    streamed = api_client.post(
+        "/v1/chat/completions",
+        {"model": "auto", "stream": True, "messages": [{"role": "user", "content": PASSWORD}]},
+        format="json", **auth(key),
+    )  # fmt: skip
+
+    assert (auto["x-saascore-cache"], named["x-saascore-cache"], streamed["x-saascore-cache"]) == ("HIT-EXACT",) * 3
+    by_request = [sql for thread, sql in statements if thread != "ledger-group-commit"]
+    assert by_request == [], by_request
