@@ -9,6 +9,7 @@ request (a sample counts for every part on its stack) and the hottest leaves.
 import re
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -164,3 +165,30 @@ def sql_per_request(key: str, queries: dict[str, str], warm: str | None = None) 
         if response.status_code != 200:
             out[label]["error"] = body.get("error")
     return out
+
+
+def pg_counters() -> dict[str, int]:
+    """PostgreSQL's own counters of the project's database (pg_stat_database), read
+    after forcing this session's view fresh; differences over a step, divided by its
+    requests, give transactions and rows written per request. The embedded server has
+    no pg_stat_statements, so statements are counted in-process (``sql_per_request``)."""
+    import psycopg
+
+    from saascore.embedded import EmbeddedPostgres, embedded_paths
+    from saascore.embedded.postgres import DATABASE, SUPERUSER
+
+    time.sleep(1.2)  # backends flush their statistics at most once a second when idle
+    socket_dir = EmbeddedPostgres(embedded_paths()).socket_dir
+    sql = (
+        "SELECT xact_commit + xact_rollback, tup_returned, tup_fetched, tup_inserted, tup_updated, tup_deleted "
+        "FROM pg_stat_database WHERE datname = %s"
+    )
+    with psycopg.connect(host=str(socket_dir), user=SUPERUSER, dbname="postgres", autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        row = conn.execute(sql, [DATABASE]).fetchone()
+    names = ("transactions", "rows_returned", "rows_fetched", "rows_inserted", "rows_updated", "rows_deleted")
+    return dict(zip(names, row, strict=True))
+
+
+def pg_per_request(before: dict[str, int], after: dict[str, int], requests: int) -> dict[str, float]:
+    return {k: round((after[k] - before[k]) / requests, 2) for k in before} if requests else {}
