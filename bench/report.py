@@ -183,14 +183,14 @@ def chart(records: dict[str, list[Record]], path: Path, title: str) -> None:
             if values:
                 style = "-" if tier == "semantic" else "--"
                 _ecdf(right, values, f"{name}: {tier} hits", colour, linestyle=style)
-    for axis, label in ((left, "all requests"), (right, "cache hits (targets: 3, 10, 30 ms)")):
+    for axis, label in ((left, "all requests"), (right, "cache hits (targets: p50 4 / 12 ms, p99 20 / 40 ms)")):
         axis.set_xscale("log")
         axis.set_xlabel("latency seen by the client (ms, log scale)")
         axis.set_ylabel("share of requests at or under")
         axis.set_title(label)
         axis.grid(True, which="both", alpha=0.3)
         axis.legend(fontsize=8, loc="lower right")
-    for target in (3, 10, 30):
+    for target in (4, 12, 20, 40):
         right.axvline(target, color="black", linewidth=0.8, linestyle=":")
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
