@@ -75,8 +75,9 @@ reliability: services-start
 clean: services-stop
 	rm -rf var
 
-# End-to-end load benchmark (issue 8, about 15 minutes): three configurations, then the
-# saturation run, on the bench's own services under var/bench; results in bench/results/.
+# End-to-end load benchmark (issues 8 and 14, about 30 minutes): three configurations and the
+# LiteLLM proxy as the peer, then the saturation and held-in-flight runs, on the bench's own
+# services under var/bench; results in bench/results/.
 .PHONY: bench
 $(VENV)/.installed-bench: requirements-bench.txt $(VENV)/.installed-dev
 	$(PY) -m pip install --quiet -r requirements-bench.txt

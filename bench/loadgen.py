@@ -6,6 +6,11 @@ cannot hide its queue).
 One record per request: what the client saw (status, latency, the answer's source
 and tier, request id, the upstream reference in a miss's answer) and what the
 gateway said about itself (its ``latency_ms``, routing, cost).
+
+``api="litellm"`` sends the same calls to the peer, the LiteLLM proxy, as OpenAI
+chat completions (bench/peer_litellm.py): its records say hit (the proxy's
+``x-litellm-cache-key`` header) or miss, and keep the upstream reference of every
+answer in ``answer_ref`` (a hit's names the miss that stored it).
 """
 
 import asyncio
@@ -42,6 +47,7 @@ class Record:
     similarity: float | None = None
     cost: str = "0"
     stored: str = ""
+    answer_ref: str | None = None  # the upstream reference in any answer, a hit's included
 
 
 @dataclass(frozen=True)
@@ -82,15 +88,46 @@ def _record(call: Call, status: int, started: float, latency_ms: float, headers,
     return record
 
 
-async def _send(session: aiohttp.ClientSession, base: str, key: str, call: Call, cache: str, scheduled: float | None):
-    payload = {"query": call.text}
-    if cache != "auto":
-        payload["cache"] = cache
+def _record_litellm(call: Call, status: int, started: float, latency_ms: float, headers, body: dict | None) -> Record:
+    record = Record(call.index, call.tenant, call.kind, status, started, round(latency_ms, 3))
+    if status != 200 or body is None:
+        return record
+    text = ((body.get("choices") or [{}])[0].get("message") or {}).get("content") or ""
+    match = _REF.search(text)
+    record.answer_ref = match.group(1) if match else None
+    record.source = "exact" if headers.get("x-litellm-cache-key") else "miss"  # the bench tells semantic apart
+    record.ref = record.answer_ref if record.source == "miss" else None
+    record.request_id = f"peer-{call.index}"
+    record.model = body.get("model", "")
+    return record
+
+
+async def _send(
+    session: aiohttp.ClientSession,
+    base: str,
+    key: str,
+    call: Call,
+    cache: str,
+    scheduled: float | None,
+    api: str = "saascore",
+):
+    if api == "litellm":
+        from peer_litellm import body as litellm_body
+
+        url, payload, make = (
+            f"{base}/v1/chat/completions",
+            litellm_body(text=call.text, tenant=call.tenant, cache=cache),
+            _record_litellm,
+        )
+    else:
+        url, payload, make = f"{base}/api/v1/ai/query", {"query": call.text}, _record
+        if cache != "auto":
+            payload["cache"] = cache
     headers = {"Authorization": f"Bearer {key}"}
     started_wall = time.time()
     started = scheduled if scheduled is not None else time.perf_counter()
     try:
-        async with session.post(f"{base}/api/v1/ai/query", json=payload, headers=headers) as response:
+        async with session.post(url, json=payload, headers=headers) as response:
             raw = await response.read()
             latency_ms = (time.perf_counter() - started) * 1000
             status, response_headers = response.status, response.headers
@@ -101,7 +138,10 @@ async def _send(session: aiohttp.ClientSession, base: str, key: str, call: Call,
         body = json.loads(raw) if status == 200 else None
     except ValueError:
         body = None
-    return _record(call, status, started_wall, latency_ms, response_headers, body)
+    record = make(call, status, started_wall, latency_ms, response_headers, body)
+    if record.answer_ref is None and record.ref:
+        record.answer_ref = record.ref
+    return record
 
 
 def _session(limit: int) -> aiohttp.ClientSession:
@@ -134,6 +174,7 @@ async def closed_loop(
     clients: int,
     cache: str = "auto",
     progress: Callable[[int, list[Record]], None] | None = None,
+    api: str = "saascore",
 ) -> tuple[list[Record], float]:
     """Send ``calls`` in order with ``clients`` concurrent clients; returns (records, wall seconds)."""
     records: list[Record] = []
@@ -143,7 +184,7 @@ async def closed_loop(
 
         async def client() -> None:
             for call in queue:
-                records.append(await _send(session, base, keys[call.tenant], call, cache, None))
+                records.append(await _send(session, base, keys[call.tenant], call, cache, None, api))
                 if progress:
                     progress(len(records), records)
 
@@ -160,6 +201,7 @@ async def open_loop(
     seconds: float,
     max_in_flight: int = 256,
     seed: int = 0,
+    api: str = "saascore",
 ) -> tuple[list[Record], float, int]:
     """Offer ``rate`` requests a second (Poisson) for ``seconds``; returns (records, wall seconds, dropped).
 
@@ -181,7 +223,7 @@ async def open_loop(
                 dropped += 1
             else:
                 call = next_call(index)
-                task = asyncio.create_task(_send(session, base, keys[call.tenant], call, "auto", due))
+                task = asyncio.create_task(_send(session, base, keys[call.tenant], call, "auto", due, api))
                 tasks.add(task)
                 task.add_done_callback(lambda t: (tasks.discard(t), records.append(t.result())))
             index += 1

@@ -9,6 +9,7 @@ request (a sample counts for every part on its stack) and the hottest leaves.
 import re
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -138,29 +139,105 @@ class PgWaits:
         return {key: round(n / self.samples, 2) for key, n in self.counts.most_common(8)}
 
 
+class _Statements:
+    """Counts the statements every psycopg cursor of this process runs, in any thread (the
+    product's async views run the ORM in worker threads, which Django's per-connection
+    ``CaptureQueriesContext`` of the calling thread does not see)."""
+
+    def __init__(self) -> None:
+        self.verbs: Counter = Counter()
+        self.texts: list[str] = []
+
+    def __enter__(self) -> "_Statements":
+        import psycopg
+
+        self._saved = []
+        for cls in (psycopg.Cursor, psycopg.AsyncCursor):
+            for name in ("execute", "executemany"):
+                original = cls.__dict__[name]
+                self._saved.append((cls, name, original))
+                setattr(cls, name, self._counting(original))
+        return self
+
+    def _counting(self, original):
+        import inspect
+
+        def verb(query) -> str:
+            text = query if isinstance(query, str) else getattr(query, "as_string", lambda _c: str(query))(None)
+            text = " ".join(str(text).split())
+            self.texts.append(text[:160])
+            return (text.split() or ["?"])[0].upper()
+
+        if inspect.iscoroutinefunction(original):
+
+            async def counted_async(cursor, query, *args, **kwargs):
+                self.verbs[verb(query)] += 1
+                return await original(cursor, query, *args, **kwargs)
+
+            return counted_async
+
+        def counted(cursor, query, *args, **kwargs):
+            self.verbs[verb(query)] += 1
+            return original(cursor, query, *args, **kwargs)
+
+        return counted
+
+    def __exit__(self, *exc) -> None:
+        for cls, name, original in self._saved:
+            setattr(cls, name, original)
+
+
 def sql_per_request(key: str, queries: dict[str, str], warm: str | None = None) -> dict:
     """SQL statements one request runs, in this process through Django's full stack
-    (same settings, database and Redis as the gateway), per kind of answer.
+    (same settings, database and Redis as the gateway), per kind of answer, counted at
+    psycopg's cursors in every thread.
 
-    ``warm``: a question asked first, not counted, so that the per-process caches
-    (tenant settings, budget, prices, the API key's last use) are as in steady traffic.
+    ``warm``: a question asked just before each counted one, not counted, so that the
+    per-process row caches (which expire after ``AI["ROW_CACHE_SECONDS"]``) are as in
+    steady traffic. Work a request leaves for later (the ledger's spool) is not in its count.
     """
-    from django.db import connection
     from django.test import Client
-    from django.test.utils import CaptureQueriesContext
 
     client = Client(HTTP_HOST="127.0.0.1", HTTP_AUTHORIZATION=f"Bearer {key}")
-    if warm:
-        client.post("/api/v1/ai/query", {"query": warm}, content_type="application/json")
     out = {}
     for label, text in queries.items():
-        with CaptureQueriesContext(connection) as captured:
+        if warm:
+            client.post("/api/v1/ai/query", {"query": warm}, content_type="application/json")
+        with _Statements() as captured:
             response = client.post("/api/v1/ai/query", {"query": text}, content_type="application/json")
         body = response.json()
         tier = (body.get("cache") or {}).get("tier") or body.get("source")
-        statements = [q["sql"].split()[0].upper() for q in captured.captured_queries]
-        out[label] = {"status": response.status_code, "answered_by": tier, "statements": len(statements)}
-        out[label]["by_verb"] = dict(Counter(statements))
+        statements = sum(captured.verbs.values())
+        out[label] = {"status": response.status_code, "answered_by": tier, "statements": statements}
+        out[label]["by_verb"] = dict(captured.verbs)
+        out[label]["sql"] = captured.texts
         if response.status_code != 200:
             out[label]["error"] = body.get("error")
     return out
+
+
+def pg_counters() -> dict[str, int]:
+    """PostgreSQL's own counters of the project's database (pg_stat_database), read
+    after forcing this session's view fresh; differences over a step, divided by its
+    requests, give transactions and rows written per request. The embedded server has
+    no pg_stat_statements, so statements are counted in-process (``sql_per_request``)."""
+    import psycopg
+
+    from saascore.embedded import EmbeddedPostgres, embedded_paths
+    from saascore.embedded.postgres import DATABASE, SUPERUSER
+
+    time.sleep(1.2)  # backends flush their statistics at most once a second when idle
+    socket_dir = EmbeddedPostgres(embedded_paths()).socket_dir
+    sql = (
+        "SELECT xact_commit + xact_rollback, tup_returned, tup_fetched, tup_inserted, tup_updated, tup_deleted "
+        "FROM pg_stat_database WHERE datname = %s"
+    )
+    with psycopg.connect(host=str(socket_dir), user=SUPERUSER, dbname="postgres", autocommit=True) as conn:
+        conn.execute("SELECT pg_stat_clear_snapshot()")
+        row = conn.execute(sql, [DATABASE]).fetchone()
+    names = ("transactions", "rows_returned", "rows_fetched", "rows_inserted", "rows_updated", "rows_deleted")
+    return dict(zip(names, row, strict=True))
+
+
+def pg_per_request(before: dict[str, int], after: dict[str, int], requests: int) -> dict[str, float]:
+    return {k: round((after[k] - before[k]) / requests, 2) for k in before} if requests else {}

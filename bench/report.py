@@ -51,7 +51,10 @@ def config_stats(
     latency = {name: pct([r.latency_ms for r in ok if source[r.index] == s]) for name, s in SOURCES.items()}
     latency["exact_hit_waited"] = pct([r.latency_ms for r in ok if source[r.index] == "exact_waited"])
     latency["all"] = pct([r.latency_ms for r in ok])
-    server = {name: pct([r.server_ms for r in ok if source[r.index] == s]) for name, s in SOURCES.items()}
+    server = {
+        name: pct([r.server_ms for r in ok if source[r.index] == s and r.server_ms is not None])
+        for name, s in SOURCES.items()
+    }
     hits = [r for r in ok if r.source in HIT_TIERS]
     false_hits = wrong_hits = 0
     for r in hits:
@@ -67,7 +70,8 @@ def config_stats(
         call = calls.get(r.ref) if r.ref else None
         if call:
             overhead_client.append(r.latency_ms - call["sleep_ms"])
-            overhead_server.append(r.server_ms - call["sleep_ms"])
+            if r.server_ms is not None:  # the peer does not report its own latency
+                overhead_server.append(r.server_ms - call["sleep_ms"])
     rows = [ledger[r.request_id] for r in ok if r.request_id in ledger]
     by_kind: dict[str, Counter] = {}
     for r in ok:
@@ -110,8 +114,9 @@ def ratios(configs: dict, baseline: str = "no_cache") -> None:
         return
     for stats in configs.values():
         cost0 = Decimal(base["cost_usd"])
+        cost = stats["cost_usd"]
         stats["vs_no_cache"] = {
-            "cost": round(float(Decimal(stats["cost_usd"]) / cost0), 4) if cost0 else None,
+            "cost": round(float(Decimal(cost) / cost0), 4) if cost0 and cost is not None else None,
             "throughput": round(stats["throughput_rps"] / base["throughput_rps"], 3),
             "latency_p50": _ratio(stats["latency_ms"]["all"]["p50"], base["latency_ms"]["all"]["p50"]),
             "latency_p95": _ratio(stats["latency_ms"]["all"]["p95"], base["latency_ms"]["all"]["p95"]),
@@ -121,6 +126,10 @@ def ratios(configs: dict, baseline: str = "no_cache") -> None:
 
 def _ratio(value, base) -> float | None:
     return round(value / base, 4) if value is not None and base else None
+
+
+def _cost(value: str | None) -> str:
+    return "–" if value is None else f"{Decimal(value):.4f}"
 
 
 def _f(value, digits: int = 1) -> str:
@@ -144,12 +153,18 @@ def markdown(results: dict) -> str:
         lines.append(
             f"| {name} | {' | '.join(cells)} | {c['throughput_rps']:.1f} | "
             f"{c['hit_ratio']['exact']:.3f} / {c['hit_ratio']['semantic']:.3f} | {false} | "
-            f"{Decimal(c['cost_usd']):.4f} | {_f(ratio, 3)} |"
+            f"{_cost(c['cost_usd'])} | {_f(ratio, 3)} |"
         )
     return "\n".join(lines)
 
 
-COLOURS = {"no_cache": "tab:grey", "exact_only": "tab:orange", "full": "tab:blue"}
+COLOURS = {
+    "no_cache": "tab:grey",
+    "exact_only": "tab:orange",
+    "full": "tab:blue",
+    "litellm_exact": "tab:red",
+    "litellm_semantic": "tab:purple",
+}
 
 
 def chart(records: dict[str, list[Record]], path: Path, title: str) -> None:
@@ -168,14 +183,14 @@ def chart(records: dict[str, list[Record]], path: Path, title: str) -> None:
             if values:
                 style = "-" if tier == "semantic" else "--"
                 _ecdf(right, values, f"{name}: {tier} hits", colour, linestyle=style)
-    for axis, label in ((left, "all requests"), (right, "cache hits (targets: 3, 10, 30 ms)")):
+    for axis, label in ((left, "all requests"), (right, "cache hits (targets: p50 4 / 12 ms, p99 20 / 40 ms)")):
         axis.set_xscale("log")
         axis.set_xlabel("latency seen by the client (ms, log scale)")
         axis.set_ylabel("share of requests at or under")
         axis.set_title(label)
         axis.grid(True, which="both", alpha=0.3)
         axis.legend(fontsize=8, loc="lower right")
-    for target in (3, 10, 30):
+    for target in (4, 12, 20, 40):
         right.axvline(target, color="black", linewidth=0.8, linestyle=":")
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()

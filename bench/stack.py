@@ -1,6 +1,8 @@
 """The benchmark's own stack: embedded PostgreSQL + Redis under var/bench (not the
-var/ that development and tests use), the fake upstream, and gunicorn serving the
-project with its production server settings (saascore/gunicorn_conf.py).
+var/ that development and tests use), the fake upstream, gunicorn serving the
+project as production does (``gunicorn -c saascore/gunicorn_conf.py
+saascore.asgi:application``: uvicorn workers, one event loop each), and the peer,
+the LiteLLM proxy (bench/peer_litellm.py), on the same upstream and Redis.
 
 Import ``use_bench_services()`` before Django is set up: it points the embedded
 services at var/bench. Everything started here is stopped here, by process id.
@@ -129,12 +131,13 @@ def tenant_setup(*, slug: str, name: str, documents: list[dict], examples: list[
 
 
 @contextmanager
-def upstream(*, seed: int, log_dir: Path, median_ms: float = 800.0, sigma: float = 0.6):
-    """The fake OpenAI-compatible upstream in its own process; yields its base URL (…/v1)."""
+def upstream(*, seed: int, log_dir: Path, median_ms: float = 800.0, sigma: float = 0.6, fixed_ms: float = 0.0):
+    """The fake OpenAI-compatible upstream in its own process; yields its base URL (…/v1).
+    ``fixed_ms``: every chat completion sleeps that long (the held-in-flight step)."""
     port = free_port()
-    log = log_dir / "upstream.log"
+    log = log_dir / f"upstream-{port}.log"
     command = [sys.executable, str(ROOT / "bench" / "fake_upstream.py"), "--port", str(port), "--seed", str(seed)]
-    command += ["--median-ms", str(median_ms), "--sigma", str(sigma)]
+    command += ["--median-ms", str(median_ms), "--sigma", str(sigma), "--fixed-ms", str(fixed_ms)]
     with log.open("ab") as out:
         process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
     try:
@@ -156,13 +159,17 @@ def upstream_reset(base_url: str) -> None:
         pass
 
 
-@contextmanager
-def gateway(
-    *, upstream_url: str, log_dir: Path, semantic_tier: bool, workers: int = 2, threads: int = 8, whatif: str = ""
-):
-    """gunicorn serving the project against the bench's services; yields (base URL, master pid).
+GATEWAY_APP = "saascore.asgi:application"
 
-    ``whatif``: patches of bench/whatif.py to apply in the workers (saturation experiments only).
+
+@contextmanager
+def gateway(*, upstream_url: str, log_dir: Path, semantic_tier: bool, workers: int = 2, whatif: str = ""):
+    """gunicorn serving the project as production does (saascore/gunicorn_conf.py, its uvicorn
+    workers, the ASGI application) against the bench's services; yields (base URL, master pid).
+
+    The server settings are gunicorn_conf's own; of its environment the bench sets BIND and
+    WEB_CONCURRENCY (2 workers) and leaves GUNICORN_TIMEOUT at its default. ``whatif``:
+    patches of bench/whatif.py to apply in the workers (saturation experiments only).
     """
     port = free_port()
     log = log_dir / f"gunicorn-{port}.log"
@@ -171,7 +178,6 @@ def gateway(
         "DJANGO_SETTINGS_MODULE": "bench.gateway_settings",
         "BIND": f"127.0.0.1:{port}",
         "WEB_CONCURRENCY": str(workers),
-        "GUNICORN_THREADS": str(threads),
         "OPENAI_API_KEY": "bench-key-not-a-secret",
         "OPENAI_BASE_URL": upstream_url,
         "BENCH_SEMANTIC_TIER": "on" if semantic_tier else "off",
@@ -179,7 +185,7 @@ def gateway(
     }
     environment.pop("ANTHROPIC_API_KEY", None)
     config = "bench/gunicorn_whatif.py" if whatif else "saascore/gunicorn_conf.py"
-    command = [sys.executable, "-m", "gunicorn", "-c", config, "saascore.wsgi"]
+    command = [sys.executable, "-m", "gunicorn", "-c", config, GATEWAY_APP]
     with log.open("ab") as out:
         process = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=out, stderr=subprocess.STDOUT)
     try:
@@ -213,6 +219,32 @@ def worker_pids(master_pid: int, expected: int = 2, timeout: float = 30.0) -> li
         if len(pids) >= expected or time.monotonic() > deadline:
             return pids
         time.sleep(0.1)
+
+
+def process_tree(master_pid: int, expected: int = 2, timeout: float = 30.0) -> list[int]:
+    """A server's master and every process under it (the peer's uvicorn workers are its grandchildren)."""
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while True:
+        master = psutil.Process(master_pid)
+        pids = [master_pid] + [child.pid for child in master.children(recursive=True)]
+        if len(pids) > expected or time.monotonic() > deadline:
+            return pids
+        time.sleep(0.1)
+
+
+def rss_bytes(pids: list[int]) -> int:
+    """Resident memory of these processes, summed (shared pages count in each)."""
+    import psutil
+
+    total = 0
+    for pid in pids:
+        try:
+            total += psutil.Process(pid).memory_info().rss
+        except psutil.Error:
+            pass
+    return total
 
 
 class CpuUse:
