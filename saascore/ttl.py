@@ -51,6 +51,7 @@ class TTLCache:
         self._entries: dict[Hashable, _Entry] = {}
         self._refreshing: set[Hashable] = set()
         self._lock = threading.Lock()
+        self._loading: dict[Hashable, threading.Lock] = {}
 
     def get(self, key: Hashable, load: Callable[[], Any], *, fingerprint: Callable[[], Hashable] | None = None) -> Any:
         found = self._known(key, load, fingerprint)
@@ -73,6 +74,17 @@ class TTLCache:
         return found
 
     def _load(self, key: Hashable, load: Callable[[], Any], fingerprint) -> Any:
+        """Load one key at a time: callers that find the same key cold (a fresh worker under
+        load) wait for one load instead of each running it."""
+        with self._lock:
+            loading = self._loading.setdefault(key, threading.Lock())
+        with loading:
+            found = self._entries.get(key)
+            if found is not None and time.monotonic() - found.at < self._seconds():
+                return found.value  # loaded while this caller waited
+            return self._load_now(key, load, fingerprint)
+
+    def _load_now(self, key: Hashable, load: Callable[[], Any], fingerprint) -> Any:
         now = time.monotonic()
         found = self._entries.get(key)
         # The print is taken before the load: a change between the two is seen at the next check.
@@ -82,6 +94,7 @@ class TTLCache:
             with self._lock:
                 if len(self._entries) >= MAX_ENTRIES:
                     self._entries.clear()
+                    self._loading.clear()
                 self._entries[key] = _Entry(now, value, mark)
         return value
 

@@ -5,6 +5,7 @@ answerer ends every chain unless the tenant turned that off, so the gateway
 answers with no API key at all. The result names the model that really answered.
 """
 
+import functools
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -99,13 +100,28 @@ PROMPT_ESTIMATE_EXTRA = 32  # the chat template's own tokens
 MIN_OUTPUT_TOKENS = 32  # a cap that leaves less than this is no answer at all
 
 
-def output_cap(price: ModelPrice, messages: list[dict], budget: Decimal | None) -> int:
-    """The most output tokens ``budget`` pays for on this model after its prompt (0: the
-    prompt alone would pass it). Keeps a request's spend within what admission reserved."""
+@functools.cache
+def _system_prompt_tokens() -> int:
+    return local_embedder().count_tokens(SYSTEM_PROMPT)
+
+
+def prompt_estimate(query: str, chunks: list[RetrievedChunk], history: tuple[dict, ...] = ()) -> int:
+    """The tokens of the prompt ``_messages`` builds, with a margin for a provider's tokenizer.
+    Passages count by the token counts stored at ingestion; only the rest is tokenized."""
+    count = local_embedder().count_tokens
+    counted = (
+        _system_prompt_tokens() + count(query) + sum(count(str(m.get("content") or "")) for m in history)
+        + sum(c.token_count + count(c.title) + 4 for c in chunks)
+    )  # fmt: skip
+    return int(counted * PROMPT_ESTIMATE_FACTOR) + PROMPT_ESTIMATE_EXTRA
+
+
+def output_cap(price: ModelPrice, prompt: int, budget: Decimal | None) -> int:
+    """The most output tokens ``budget`` pays for on this model after a prompt of ``prompt``
+    tokens (0: the prompt alone would pass it). Keeps a request's spend within what admission
+    reserved."""
     if budget is None:
         return MAX_OUTPUT_TOKENS
-    counted = sum(local_embedder().count_tokens(message["content"]) for message in messages)
-    prompt = int(counted * PROMPT_ESTIMATE_FACTOR) + PROMPT_ESTIMATE_EXTRA
     left = budget - price.cost(prompt, 0)
     if left <= 0:
         return 0
@@ -130,7 +146,7 @@ async def _remote(
 
 
 async def _ready(
-    model: str, messages: list[dict], budget: Decimal | None, attempts: list[tuple[str, str]]
+    model: str, prompt: int, budget: Decimal | None, attempts: list[tuple[str, str]]
 ) -> tuple[openai.AsyncOpenAI, int] | None:
     """The client and ``max_tokens`` of a remote model, or None (the reason in ``attempts``)."""
     price = await aprice_at(model=model)
@@ -138,11 +154,20 @@ async def _ready(
     if client is None:
         attempts.append((model, "no credentials"))
         return None
-    max_tokens = await in_cpu(output_cap, price, messages, budget)
+    max_tokens = output_cap(price, prompt, budget)
     if max_tokens < MIN_OUTPUT_TOKENS:
         attempts.append((model, "over the request's cost limit (max_request_cost)"))
         return None
     return client, max_tokens
+
+
+async def _prompt(
+    query: str, chunks: list[RetrievedChunk], history: tuple[dict, ...], chain: list[str], budget: Decimal | None
+) -> int:
+    """The prompt's token estimate, counted (CPU pool) only when a paid model must be capped."""
+    if budget is None or all(model == LOCAL_MODEL for model in chain):
+        return 0
+    return await in_cpu(prompt_estimate, query, chunks, history)
 
 
 def _failed(model: str, exc: Exception, attempts: list[tuple[str, str]]) -> None:
@@ -166,12 +191,13 @@ async def generate(
     """
     attempts: list[tuple[str, str]] = []
     messages = _messages(query, chunks, history)
+    prompt = await _prompt(query, chunks, history, chain, budget)
     for model in chain:
         if model == LOCAL_MODEL:
             result = await in_cpu(_local, query, chunks)
             result.attempts = attempts
             return result
-        if (ready := await _ready(model, messages, budget, attempts)) is None:
+        if (ready := await _ready(model, prompt, budget, attempts)) is None:
             continue
         try:
             result = await _remote(ready[0], model, messages, chunks, ready[1])
@@ -235,6 +261,7 @@ async def generate_stream(
     """
     attempts: list[tuple[str, str]] = []
     out.messages = _messages(query, chunks, history)
+    prompt = await _prompt(query, chunks, history, chain, budget)
     for model in chain:
         if model == LOCAL_MODEL:
             result = await in_cpu(_local, query, chunks)
@@ -244,7 +271,7 @@ async def generate_stream(
                 out.parts.append(piece)
                 yield piece
             return
-        if (ready := await _ready(model, out.messages, budget, attempts)) is None:
+        if (ready := await _ready(model, prompt, budget, attempts)) is None:
             continue
         client, max_tokens = ready
         try:
