@@ -2,10 +2,11 @@
 
 A request hands its usage to the process's writer and awaits it. The writer
 thread takes every row waiting, prices it (prices are cached per process), and
-writes the lot in one transaction: per tenant, inside its row-level security
-scope, one INSERT that also moves the month's counter (billing/services.py). It
-commits, then wakes each request with its priced row. Under load the batches
-grow by themselves (rows arriving during a commit wait for the next); idle, a
+writes them with one transaction per tenant: its row-level security scope and one
+INSERT that also moves the month's counter (billing/services.py); then it wakes
+each request with its priced row. The connection is kept between batches (closed
+only after an error), so a batch costs its own round trips and no health check.
+Under load the batches grow by themselves (rows arriving during a commit wait for the next); idle, a
 row waits for one round trip.
 
 Guarantees:
@@ -29,7 +30,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections
 
 from billing.services import POSTGRES_UNAVAILABLE, Usage, insert_rows, price_usage, spool_unwritten
 from catalog.pricing import ZERO
@@ -91,10 +92,9 @@ class LedgerWriter:
                 self._commit(priced)
         except Exception as exc:  # never leave a request waiting
             logger.exception("ledger batch failed")
+            close_old_connections()
             for pending in batch:
                 _resolve(pending, error=exc)
-        finally:
-            close_old_connections()
 
     def _priced(self, pending: _Pending) -> bool:
         """Price the row; if PostgreSQL cannot even give a price, spool it unpriced (it is priced
@@ -120,26 +120,35 @@ class LedgerWriter:
         by_tenant: dict[int, list[_Pending]] = defaultdict(list)
         for pending in batch:
             by_tenant[pending.tenant_id].append(pending)
+        for tenant_id, group in by_tenant.items():
+            if time.monotonic() < self._down_until:
+                self._spool(group)
+            else:
+                self._commit_tenant(tenant_id, group)
+
+    def _commit_tenant(self, tenant_id: int, group: list[_Pending]) -> None:
+        """One transaction per tenant, whose scope is the transaction's own (no savepoint):
+        BEGIN, the scope, one INSERT, COMMIT."""
         try:
-            with client_timeout(WRITE_TIMEOUT), transaction.atomic():
-                for tenant_id, rows in by_tenant.items():
-                    insert_rows(tenant_id, [pending.row for pending in rows])
+            with client_timeout(WRITE_TIMEOUT):
+                insert_rows(tenant_id, [pending.row for pending in group])
         except POSTGRES_UNAVAILABLE as exc:
-            logger.error("ledger batch of %d rows spooled, PostgreSQL unavailable: %s", len(batch), exc)
+            close_old_connections()  # a broken connection is not reused
+            logger.error("ledger batch of %d rows spooled, PostgreSQL unavailable: %s", len(group), exc)
             self._down_until = time.monotonic() + BACKOFF_SECONDS
-            self._spool(batch)
+            self._spool(group)
             return
         except Exception as exc:
-            if len(batch) == 1:
+            if len(group) == 1:
                 raise
             logger.warning("ledger batch refused (%s): writing its rows one by one", exc)
-            for pending in batch:  # find the row PostgreSQL refuses; the others go in
+            for pending in group:  # find the row PostgreSQL refuses; the others go in
                 try:
-                    self._commit([pending])
+                    self._commit_tenant(tenant_id, [pending])
                 except Exception as refused:
                     _resolve(pending, error=refused)
             return
-        for pending in batch:
+        for pending in group:
             _resolve(pending)
 
     def _spool(self, batch: list[_Pending]) -> None:
