@@ -30,6 +30,7 @@ class QueryResult:
     request_id: str
     latency_ms: float = 0.0
     headers: dict = field(default_factory=dict)
+    finish_reason: str = "stop"  # the model's: "length" when cut at max_tokens
 
     def as_dict(self) -> dict:
         return {

@@ -256,6 +256,7 @@ def _missed(ctx: QueryContext, routed: Routed, answer: Generation, stored: str, 
         usage=_usage_dict(row),
         request_id=ctx.request_id,
         headers=headers,
+        finish_reason=answer.finish_reason,
     )
 
 
@@ -312,6 +313,8 @@ async def _store(ctx: QueryContext, cache: SemanticCache, routed: Routed, answer
         return "not_cached:no-store"
     if routed.decision.intent == Intent.ERROR:
         return "not_cached:out_of_scope"
+    if answer.finish_reason != "stop":
+        return "not_cached:truncated"  # cut at this request's max_tokens: not an answer for others
     sources = [chunk.text for chunk in answer.used]
     kinds = personal_data_outside(ctx.query, []) + personal_data_outside(answer.text, sources)
     if kinds:

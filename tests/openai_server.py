@@ -49,6 +49,7 @@ class Reply:
     pause_after: int | None = None
     paused: threading.Event = field(default_factory=threading.Event)
     cut_after: int | None = None  # a streamed answer whose connection ends after this many words
+    finish_reason: str = "stop"  # a whole answer cut at max_tokens says "length" by itself
 
 
 @dataclass
@@ -161,7 +162,7 @@ class OpenAIServer:
                 words = re.findall(r"\S+\s*", reply.content or "")
                 events = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}]
                 events += [{**base, "choices": [{"index": 0, "delta": {"content": w}}]} for w in words]
-                events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+                events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": reply.finish_reason}]})
                 if (body.get("stream_options") or {}).get("include_usage"):
                     prompt, completion = reply.usage
                     usage = {"prompt_tokens": prompt, "completion_tokens": completion}
@@ -222,8 +223,9 @@ class OpenAIServer:
 
     def _completion(self, body: dict, reply: Reply) -> dict:
         prompt, completion = reply.usage
-        if body.get("max_tokens") is not None:  # as a real server does: never more than asked for
-            completion = min(completion, body["max_tokens"])
+        finish = reply.finish_reason
+        if body.get("max_tokens") is not None and completion > body["max_tokens"]:
+            completion, finish = body["max_tokens"], "length"  # as a real server: never more than asked for
         return {
             "id": "chatcmpl-test",
             "object": "chat.completion",
@@ -233,7 +235,7 @@ class OpenAIServer:
                 {
                     "index": 0,
                     "message": {"role": "assistant", "content": reply.content},
-                    "finish_reason": "stop",
+                    "finish_reason": finish,
                 }
             ],
             "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},

@@ -55,7 +55,7 @@ def completion(result: QueryResult) -> dict:
             {
                 "index": 0,
                 "message": {"role": "assistant", "content": result.response},
-                "finish_reason": "stop",
+                "finish_reason": result.finish_reason,
                 "logprobs": None,
             }
         ],
@@ -150,7 +150,7 @@ async def live_events(live: Live, asked: ChatRequest, first: str, request_id: st
         return
     finally:  # the client gone too: the answer's stream settles now, not when it is collected
         await live.pieces.aclose()
-    yield chunks.delta({}, "stop")
+    yield chunks.delta({}, live.out.finish_reason)
     if asked.include_usage:
         yield chunks.usage(live.usage)
     yield DONE

@@ -57,6 +57,7 @@ class Generation:
     output_tokens: int
     used: list[RetrievedChunk]
     attempts: list[tuple[str, str]] = field(default_factory=list)
+    finish_reason: str = "stop"  # "length": cut at max_tokens (the request's cost cap); never cached
 
 
 # Time an attempt may spend beyond its timeout (the client's retry back-off, connection set-up).
@@ -141,8 +142,9 @@ async def _remote(
         raise ValueError("empty answer")
     usage = completion.usage
     return Generation(
-        text, model, usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else 0, list(chunks)
-    )
+        text, model, usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else 0, list(chunks),
+        finish_reason=completion.choices[0].finish_reason or "stop",
+    )  # fmt: skip
 
 
 async def _ready(
@@ -232,6 +234,7 @@ class Streamed:
     used: list[RetrievedChunk] = field(default_factory=list)
     input_tokens: int | None = None
     output_tokens: int | None = None
+    finish_reason: str = "stop"
 
     @property
     def text(self) -> str:
@@ -245,7 +248,7 @@ class Streamed:
                 prompt = await in_cpu(lambda: sum(count(m["content"]) for m in self.messages))
             if output is None:
                 output = await in_cpu(count, self.text)
-        return Generation(self.text.strip(), self.model, prompt, output, self.used)
+        return Generation(self.text.strip(), self.model, prompt, output, self.used, finish_reason=self.finish_reason)
 
 
 async def generate_stream(
@@ -288,7 +291,8 @@ async def generate_stream(
                 if chunk.usage is not None:
                     out.input_tokens, out.output_tokens = chunk.usage.prompt_tokens, chunk.usage.completion_tokens
                 text = chunk.choices[0].delta.content if chunk.choices else None
-                finished = finished or bool(chunk.choices and chunk.choices[0].finish_reason)
+                if chunk.choices and chunk.choices[0].finish_reason:
+                    finished, out.finish_reason = True, chunk.choices[0].finish_reason
                 if text:
                     if not out.parts:
                         out.model, out.used = model, list(chunks)

@@ -398,3 +398,24 @@ def test_streams_waiting_on_the_upstream_hold_no_thread_a_hit_needs(server, upst
     seconds, answers = asyncio.run(run())
     assert seconds < 2.0, seconds
     assert answers == ["first second third"] * len(held)
+
+
+def test_an_answer_cut_at_max_tokens_says_length_and_is_never_cached(server, upstream, helpdesk):
+    """A model that stops at ``max_tokens`` (the request's cost cap) says so, and an answer cut
+    short is not served to the next asker from the cache, streamed or not."""
+    tenant, key = helpdesk()
+    client = sdk(server, key)
+    upstream.reply(content="Open Settings, then", usage=(90, 5), finish_reason="length")
+    cut, headers = chat(client, PASSWORD)
+    assert cut.choices[0].finish_reason == "length" and headers["x-saascore-cache"] == "MISS"
+    assert "x-saascore-cache-key" not in headers  # nothing was stored
+
+    upstream.reply(content="Open Settings, then Security", usage=(90, 6), finish_reason="length")
+    messages = [{"role": "user", "content": PASSWORD}]
+    streamed = list(client.chat.completions.create(model="auto", messages=messages, stream=True))
+    assert [c.choices[0].finish_reason for c in streamed if c.choices][-1] == "length"
+
+    upstream.reply(content="Open Settings, then Security, then Reset password.", usage=(90, 12))
+    whole, headers = chat(client, PASSWORD)
+    assert whole.choices[0].finish_reason == "stop" and headers["x-saascore-cache"] == "MISS"
+    assert [r.source for r in rows(tenant)] == ["llm", "llm", "llm"]  # each billed, none a hit
