@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-import httpx
+import httpx2
 import openai
 
 from ai.embeddings.local import local_embedder
@@ -300,7 +300,7 @@ async def generate_stream(
                     yield text
             if out.parts and not finished:  # the connection ended without the last chunk: a cut answer
                 raise ValueError("the stream ended before its finish_reason")
-        except (openai.APIError, httpx.HTTPError, ValueError) as exc:
+        except (openai.APIError, httpx2.HTTPError, ValueError) as exc:
             _failed(model, exc, attempts)
             if out.parts:
                 raise UpstreamFailed(attempts) from None  # mid-way: the client has part of this model's answer
