@@ -26,9 +26,11 @@ from saascore.logs import gunicorn_logging_config, log_format
 bind = os.environ.get("BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "saascore.gunicorn_worker.Worker"
-# Each worker also listens on its own SO_REUSEPORT socket: the kernel spreads connections
-# over the workers (saascore/gunicorn_worker.py).
-reuse_port = True
+# GUNICORN_REUSE_PORT=1: each worker also listens on its own SO_REUSEPORT socket and the
+# kernel spreads connections over the workers (saascore/gunicorn_worker.py). Off by default:
+# a worker that exits (max_requests, a reload) resets the connections queued on its socket
+# unless the host sets net.ipv4.tcp_migrate_req=1 (Linux >= 5.14).
+reuse_port = os.environ.get("GUNICORN_REUSE_PORT", "") == "1"
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
 graceful_timeout = 20
 # No server access log: the application writes one line per request (logger saascore.access),

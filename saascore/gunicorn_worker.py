@@ -4,13 +4,14 @@ uvloop and httptools, no ASGI lifespan (Django has none), and no uvicorn access
 log: the application writes its own access line (``saascore.access``), which
 leaves the query string out.
 
-Connections spread over the workers: with one listening socket shared by every
-worker, the first event loop to wake accepts a whole burst of connections (measured:
-15 of 16 keep-alive clients on one worker, the other core idle). Each worker also
-listens on a socket of its own bound to the same address with ``SO_REUSEPORT``
-(``reuse_port = True`` in saascore/gunicorn_conf.py), among which the kernel
-spreads new connections; the shared socket keeps being served, so nothing queued
-on it waits.
+Connections over the workers: with one listening socket shared by every worker, the
+first event loop to wake accepts a whole burst of connections (measured: 15 of 16
+keep-alive clients on one worker, the other core idle). With ``GUNICORN_REUSE_PORT=1``
+(saascore/gunicorn_conf.py) each worker also listens on a socket of its own bound to
+the same address with ``SO_REUSEPORT``, among which the kernel spreads new
+connections; the shared socket keeps being served. The price: a worker that exits
+resets the connections the kernel queued on its own socket, unless the host sets
+``net.ipv4.tcp_migrate_req=1``; hence off by default.
 """
 
 import logging
