@@ -236,13 +236,10 @@ class SemanticCache:
         intent: str | None = None,
     ) -> Lookup:  # fmt: skip
         """The nearest entry the judge accepts; ``intent`` is the router's for this query."""
-        index = self.index
-        if index is None:
-            return Lookup(None, generation, "no_vector_api")
-        if self._held(scope):
-            return HELD
+        early, op = self._semantic_plan(self.index, scope, generation, query, vector, threshold, intent)
+        if early is not None:
+            return early
         started = time.perf_counter()
-        op = lambda: self._semantic(index, scope, generation, query, vector, threshold, intent)  # noqa: E731
         lookup = self.guard.run("lookup_semantic", op, Lookup(None, generation, "error"))
         return _observed("semantic", lookup, started)
 
@@ -250,15 +247,23 @@ class SemanticCache:
         self, scope: CacheScope, generation: int, query: str, vector: np.ndarray, threshold: float, *,
         intent: str | None = None,
     ) -> Lookup:  # fmt: skip
-        index = await self.aindex()
-        if index is None:
-            return Lookup(None, generation, "no_vector_api")
-        if self._held(scope):
-            return HELD
+        early, op = self._semantic_plan(await self.aindex(), scope, generation, query, vector, threshold, intent)
+        if early is not None:
+            return early
         started = time.perf_counter()
-        op = lambda: self._semantic(index, scope, generation, query, vector, threshold, intent)  # noqa: E731
         lookup = await self.guard.arun("lookup_semantic", op, Lookup(None, generation, "error"))
         return _observed("semantic", lookup, started)
+
+    def _semantic_plan(
+        self, index, scope: CacheScope, generation: int, query: str, vector: np.ndarray, threshold: float,
+        intent: str | None,
+    ) -> tuple[Lookup | None, Callable]:  # fmt: skip
+        """The answer without asking Redis (no vector API, a scope held), or the operation to run."""
+        if index is None:
+            return Lookup(None, generation, "no_vector_api"), None
+        if self._held(scope):
+            return HELD, None
+        return None, lambda: self._semantic(index, scope, generation, query, vector, threshold, intent)
 
     def _semantic(
         self, index: VectorIndex, scope: CacheScope, generation: int, query: str, vector: np.ndarray,

@@ -11,7 +11,6 @@ from ai.tenant_settings.models import TenantAISettings
 from billing.models import UsageRecord
 from tenants.scoping import tenant_scope
 from tests.factories import auth
-from tests.openai_server import OpenAIServer
 
 PASSWORD = "How do I reset my password?"
 
@@ -54,20 +53,12 @@ def test_miss_then_exact_then_semantic_hit_then_misses(api_client, helpdesk):
     assert ledger(other_tenant) == ["llm"]
 
 
-def test_generation_goes_through_the_routed_model_and_its_fallbacks(api_client, helpdesk, settings, monkeypatch):
+def test_generation_goes_through_the_routed_model_and_its_fallbacks(api_client, helpdesk, upstream):
     tenant, key = helpdesk()
-    with OpenAIServer() as server:
-        settings.AI = {"PROVIDERS": {
-            "openai": {"base_url": server.base_url, "api_key_env": "TEST_OPENAI_KEY"},
-            "anthropic": {"base_url": server.base_url, "api_key_env": "TEST_OPENAI_KEY"},
-        }, "LLM_MAX_RETRIES": 0}  # fmt: skip
-        monkeypatch.setenv("TEST_OPENAI_KEY", "sk-test")
-        server.reply(status=500)  # the routed model fails...
-        server.reply(
-            content="Use the Forgot password link on the sign-in page.", usage=(900, 40)
-        )  # ...its fallback answers
-        body = ask(api_client, key, PASSWORD).json()
-        models = [r["body"]["model"] for r in server.chat_requests()]
+    upstream.reply(status=500)  # the routed model fails...
+    upstream.reply(content="Use the Forgot password link on the sign-in page.", usage=(900, 40))  # ...its fallback
+    body = ask(api_client, key, PASSWORD).json()
+    models = [r["body"]["model"] for r in upstream.chat_requests()]
     routed = body["routing"]["model"]
     assert models[0] == routed and len(models) == 2 and models[1] != routed
     assert body["model_used"] == models[1] and body["source"] == "llm"
@@ -79,21 +70,13 @@ def test_generation_goes_through_the_routed_model_and_its_fallbacks(api_client, 
     assert row.model == models[1] and row.input_tokens == 900
 
 
-def test_upstream_failure_after_every_fallback_is_a_502_with_a_zero_cost_row(
-    api_client, helpdesk, settings, monkeypatch
-):
+def test_upstream_failure_after_every_fallback_is_a_502_with_a_zero_cost_row(api_client, helpdesk, upstream):
     tenant, key = helpdesk()
     with tenant_scope(tenant):
         TenantAISettings.objects.for_tenant(tenant).create(tenant=tenant, local_fallback=False)
-    with OpenAIServer() as server:
-        server.default.status = 503
-        settings.AI = {"PROVIDERS": {
-            "openai": {"base_url": server.base_url, "api_key_env": "TEST_OPENAI_KEY"},
-            "anthropic": {"base_url": server.base_url, "api_key_env": "TEST_OPENAI_KEY"},
-        }, "LLM_MAX_RETRIES": 0}  # fmt: skip
-        monkeypatch.setenv("TEST_OPENAI_KEY", "sk-test")
-        first = ask(api_client, key, PASSWORD)
-        second = ask(api_client, key, PASSWORD)
+    upstream.default.status = 503
+    first = ask(api_client, key, PASSWORD)
+    second = ask(api_client, key, PASSWORD)
     for response in (first, second):  # nothing was cached
         assert response.status_code == 502
         error = response.json()["error"]

@@ -5,8 +5,6 @@ contact details from the tenant's own documents, and what a request may spend.""
 import threading
 from decimal import Decimal
 
-import pytest
-
 from ai.api.idempotency import idempotency_begin
 from ai.cache import get_cache
 from ai.tenant_settings.models import TenantAISettings
@@ -15,7 +13,6 @@ from saascore import metrics
 from tenants.models import ApiKey
 from tenants.scoping import tenant_scope
 from tests.factories import auth, make_key
-from tests.openai_server import OpenAIServer
 
 PASSWORD = "How do I reset my password?"
 
@@ -27,18 +24,6 @@ def ask(client, key, query, headers=None, **fields):
 def rows(tenant) -> list[tuple[str, str]]:
     with tenant_scope(tenant):
         return list(UsageRecord.objects.for_tenant(tenant).order_by("id").values_list("request_id", "source"))
-
-
-@pytest.fixture
-def upstream(settings, monkeypatch):
-    """The remote LLM: a local OpenAI-compatible server behind every paid model."""
-    with OpenAIServer() as server:
-        settings.AI = {"PROVIDERS": {
-            "openai": {"base_url": server.base_url, "api_key_env": "TEST_OPENAI_KEY"},
-            "anthropic": {"base_url": server.base_url, "api_key_env": "TEST_OPENAI_KEY"},
-        }, "LLM_MAX_RETRIES": 0}  # fmt: skip
-        monkeypatch.setenv("TEST_OPENAI_KEY", "sk-test")
-        yield server
 
 
 # -- item 1: whose id keys the ledger --------------------------------------------------------
