@@ -78,20 +78,10 @@ def _tenant(spec: dict, previous_keys: dict[str, str]) -> dict:
     return {"slug": tenant.slug, "name": tenant.name, "api_key": key}
 
 
-def _router_examples() -> None:
-    """The starter few-shot examples, global, the first time only."""
-    from ai.router.io import STARTER_EXAMPLES, parse_lines, router_examples_import
-    from ai.router.models import RouterExample
-    from tenants.scoping import unscoped_scope
-
-    with unscoped_scope():
-        present = RouterExample.objects.global_rows().exists()
-    if not present:
-        router_examples_import(rows=parse_lines(STARTER_EXAMPLES.read_text().splitlines()), tenant=None)
-
-
 def demo_setup() -> DemoCredentials:
-    _router_examples()
+    from ai.router.io import starter_examples_ensure
+
+    starter_examples_ensure()
     previous = _previous()
     previous_keys = {t["slug"]: t.get("api_key", "") for t in previous.get("tenants", [])}
     credentials = DemoCredentials(

@@ -58,12 +58,34 @@ def preview_decision(tenant: Tenant, query: str) -> dict:
     }
 
 
+class OriginFilter(admin.SimpleListFilter):
+    title = "origin"
+    parameter_name = "origin"
+
+    def lookups(self, request, model_admin):
+        return [("document", "From a document"), ("written", "Written")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "document":
+            return queryset.filter(document__isnull=False)
+        if self.value() == "written":
+            return queryset.filter(document__isnull=True)
+        return queryset
+
+
 @admin.register(RouterExample)
 class RouterExampleAdmin(TenantOwnedAdmin):
-    list_display = ["text", "intent", "complexity", "cache_strategy", "tenant", "embedder_id"]
-    list_filter = ["intent", "complexity", "cache_strategy", "tenant"]
+    list_display = ["text", "intent", "complexity", "cache_strategy", "tenant", "origin", "embedder_id"]
+    list_filter = ["intent", "complexity", "cache_strategy", OriginFilter, "tenant"]
     search_fields = ["text", "note"]
-    fields = ["tenant", "text", "intent", "complexity", "cache_strategy", "note"]
+    fields = ["tenant", "text", "intent", "complexity", "cache_strategy", "note", "document"]
+    readonly_fields = ["document"]
+
+    @admin.display(description="origin")
+    def origin(self, obj: RouterExample) -> str:
+        """Bootstrapped from a document (replaced when it is ingested again, deleted with it) or written."""
+        return f"document: {obj.document}" if obj.document_id else "written"
+
     actions = ["export_jsonl"]
     change_list_template = "admin/ai/routerexample/change_list.html"
 

@@ -1,12 +1,18 @@
 """Ingestion: chunk a document's text, embed the chunks (outside any transaction) and store
 them, for the task the document services enqueue (``ai.rag.tasks``). The guarantees are
-those of the document services (``ai.rag.services``)."""
+those of the document services (``ai.rag.services``).
+
+The document's questions (its title, headings and the questions it asks) become the
+tenant's router examples in the same transaction as its chunks (``ai.router.bootstrap``):
+a tenant is routed by what its documents hold from the moment they can be retrieved."""
 
 import logging
 
 from ai.embeddings import get_embedder
 from ai.rag.chunking import TextChunk, chunk_text
 from ai.rag.models import Chunk, Document
+from ai.router.bootstrap import document_examples, document_examples_replace, document_questions
+from ai.router.examples import forget_example_sets
 from ai.tenant_settings.selectors import settings_for
 from tenants.scoping import tenant_scope
 
@@ -30,14 +36,21 @@ def document_ingest(*, tenant_id: int, document_id: int, force: bool = False) ->
             f"{document.title}\n\n{document.content}", size=settings.chunk_tokens, overlap=settings.chunk_overlap
         )
         embedder = get_embedder()
+        texts = [p.text for p in pieces] + (questions := document_questions(document.title, document.content))
         vectors = []
-        for start in range(0, len(pieces), EMBED_BATCH):
-            vectors.extend(embedder.embed([p.text for p in pieces[start : start + EMBED_BATCH]]).vectors)
+        for start in range(0, len(texts), EMBED_BATCH):
+            vectors.extend(embedder.embed(texts[start : start + EMBED_BATCH]).vectors)
     except Exception as exc:
         logger.exception("ingestion of document %s failed", document_id)
         _fail(tenant_id, document, exc)
         raise
-    return _store(tenant_id, document, pieces, vectors, embedder.id)
+    examples = document_examples(
+        tenant_id=tenant_id, document=document, questions=questions, vectors=vectors[len(pieces) :],
+        embedder_id=embedder.id,
+    )  # fmt: skip
+    stored = _store(tenant_id, document, pieces, vectors[: len(pieces)], embedder.id, examples)
+    forget_example_sets()  # this process routes with them at once; others within ROW_CACHE_SECONDS
+    return stored
 
 
 def _start(tenant_id: int, document_id: int, force: bool) -> tuple[Document | None, bool]:
@@ -71,7 +84,7 @@ def _fail(tenant_id: int, document: Document, exc: Exception) -> None:
 
 
 def _store(
-    tenant_id: int, document: Document, pieces: list[TextChunk], vectors: list, embedder_id: str
+    tenant_id: int, document: Document, pieces: list[TextChunk], vectors: list, embedder_id: str, examples: list
 ) -> Document | None:
     with tenant_scope(tenant_id):
         current = Document.objects.for_tenant(tenant_id).select_for_update().filter(pk=document.pk).first()
@@ -93,6 +106,7 @@ def _store(
             ],
             batch_size=CHUNK_INSERT_BATCH,
         )
+        document_examples_replace(tenant_id=tenant_id, document_id=document.pk, examples=examples)
         current.status, current.ingested_hash = Document.Status.READY, current.content_hash
         current.chunk_count, current.error = len(pieces), ""
         current.save(update_fields=["status", "ingested_hash", "chunk_count", "error", "updated_at"])

@@ -8,11 +8,13 @@ restart, and at once in the process that saved it.
 """
 
 from contextlib import nullcontext
+from dataclasses import replace
 
 import numpy as np
 from django.db.models import Count, Max
 
 from ai.embeddings import Embedder, get_embedder
+from ai.router.decisions import Intent
 from ai.router.local import Example, ExampleSet
 from ai.router.models import RouterExample, text_hash
 from saascore.conf import ai_settings
@@ -79,14 +81,27 @@ def _load(tenant: Tenant | None, embedder_id: str) -> ExampleSet:
         rows = list(
             _visible(tenant)
             .filter(embedder_id=embedder_id, embedding__isnull=False)
-            .values_list("text", "intent", "complexity", "cache_strategy", "tenant_id", "embedding")
+            .values_list("text", "intent", "complexity", "cache_strategy", "tenant_id", "document_id", "embedding")
         )
     examples = [
-        Example(text, intent, complexity, strategy, "tenant" if tenant else "global")
-        for text, intent, complexity, strategy, tenant, _ in rows
+        Example(text, intent, complexity, strategy, "tenant" if owner else "global", from_document=bool(document))
+        for text, intent, complexity, strategy, owner, document, _ in rows
     ]
-    vectors = np.stack([np.asarray(row[5], dtype=np.float32) for row in rows]) if rows else np.zeros((0, 1), np.float32)
+    examples = with_scope_evidence(examples)
+    vectors = np.stack([np.asarray(row[6], dtype=np.float32) for row in rows]) if rows else np.zeros((0, 1), np.float32)
     return ExampleSet(examples, vectors)
+
+
+def with_scope_evidence(examples: list[Example]) -> list[Example]:
+    """What a tenant may be asked is what its own examples (hand-written or bootstrapped from
+    its documents) are about, and small talk: once it has in-scope examples of its own, the
+    global examples still vote on intent, complexity and cache strategy, but only the global
+    chat examples count as scope evidence (``ExampleSet.support``). Without any, the global
+    examples are the evidence."""
+    own = any(e.scope == "tenant" and e.intent != Intent.ERROR for e in examples)
+    if not own:
+        return examples
+    return [e if e.scope == "tenant" or e.intent == Intent.CHAT else replace(e, evidence=False) for e in examples]
 
 
 _sets = TTLCache("router-example-sets", lambda: ai_settings.ROW_CACHE_SECONDS).forget_on_change(RouterExample)

@@ -65,3 +65,14 @@ def example_rows(examples) -> list[dict]:
 
 def as_json_lines(rows: list[dict]) -> str:
     return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+
+
+def starter_examples_ensure() -> int:
+    """The starter few-shot examples, global, when there are no global examples yet. Returns
+    how many were created (0 when the operator's global set is in place)."""
+    with unscoped_scope():
+        present = RouterExample.objects.global_rows().exists()
+    if present:
+        return 0
+    created, _ = router_examples_import(rows=parse_lines(STARTER_EXAMPLES.read_text().splitlines()), tenant=None)
+    return created

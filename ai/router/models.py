@@ -26,6 +26,11 @@ class RouterExample(TenantOrGlobalModel):
         max_length=16, choices=[(c.value, c.value) for c in CacheStrategy], default=CacheStrategy.STANDARD
     )
     note = models.CharField(max_length=300, blank=True)
+    # Set for an example bootstrapped from one of the tenant's documents (ai/router/bootstrap.py):
+    # replaced when the document is ingested again, deleted with it.
+    document = models.ForeignKey(
+        "ai.Document", null=True, blank=True, on_delete=models.CASCADE, related_name="+", editable=False
+    )
     # The embedding of `text` by `embedder_id`; recomputed when either changes.
     text_hash = models.CharField(max_length=64, editable=False)
     embedding = VectorField(null=True, blank=True, editable=False)

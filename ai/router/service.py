@@ -4,6 +4,12 @@ Modes per tenant: ``local`` (the nearest examples vote), ``llm`` (structured
 output through the configured provider), ``cascade`` (local, and the LLM only
 when local confidence is under the tenant's threshold). The query embedding is
 the one the cache already computed: routing never embeds again.
+
+A tenant's documents define what it may be asked. The questions bootstrapped from
+them vote with the examples (``ai.router.local``); a query still out of scope is
+asked of the documents' passages too (one nearest-chunk probe, only for such
+queries, so hits never pay it): a passage at least ``PASSAGE_FLOOR`` similar puts
+it back in scope as retrieval.
 """
 
 import logging
@@ -13,10 +19,11 @@ import numpy as np
 
 from ai.cache.pii import contains_personal_data
 from ai.llm.providers import provider_client
+from ai.rag.retrieval import retrieve
 from ai.router.decisions import CacheStrategy, Complexity, Intent, RoutingDecision
 from ai.router.examples import example_set_for
 from ai.router.llm import RouterError, llm_route
-from ai.router.local import route_locally
+from ai.router.local import PASSAGE_FLOOR, QUESTION_FLOOR, Scope, document_confidence, route_locally
 from ai.router.table import route_for
 from ai.tenant_settings.models import TenantAISettings
 from catalog.selectors import price_at
@@ -34,32 +41,42 @@ def _local(tenant: Tenant, vector: np.ndarray, embedder_id: str) -> RoutingDecis
     if not len(examples):
         return _failsafe(tenant, "no_examples")
     vote, confidence = route_locally(examples, vector)
-    model, fallbacks = route_for(tenant, vote.intent, vote.complexity)
+    neighbours = examples.neighbours(vote)
+    if vote.scope == Scope.NONE:
+        passage = _nearest_passage(tenant, vector)
+        if passage is not None:
+            distance = passage - PASSAGE_FLOOR
+            if vote.documents is not None:
+                distance = max(distance, vote.documents - QUESTION_FLOOR)
+            confidence = document_confidence(distance)
+            if distance >= 0:  # a passage is about it: in scope after all
+                return _routed(tenant, Intent.RETRIEVAL, Complexity.MEDIUM, CacheStrategy.STANDARD, confidence,
+                               reason="documents", neighbours=neighbours)  # fmt: skip
+    return _routed(tenant, vote.intent, vote.complexity, vote.cache_strategy, confidence, neighbours=neighbours)
+
+
+def _routed(
+    tenant: Tenant, intent: Intent, complexity: Complexity, strategy: CacheStrategy, confidence: float,
+    *, source: str = "local", reason: str = "", neighbours: tuple = (), router_usage: tuple | None = None,
+) -> RoutingDecision:  # fmt: skip
+    """The decision, with the model and fallbacks of the tenant's route for (intent, complexity)."""
+    model, fallbacks = route_for(tenant, intent, complexity)
     return RoutingDecision(
-        intent=vote.intent,
-        complexity=vote.complexity,
-        model=model,
-        cache_strategy=vote.cache_strategy,
-        confidence=confidence,
-        fallbacks=fallbacks,
-        source="local",
-        neighbours=examples.neighbours(vote),
-    )
+        intent=intent, complexity=complexity, model=model, cache_strategy=strategy, confidence=confidence,
+        fallbacks=fallbacks, source=source, reason=reason, neighbours=neighbours, router_usage=router_usage,
+    )  # fmt: skip
+
+
+def _nearest_passage(tenant: Tenant, vector: np.ndarray) -> float | None:
+    """The similarity of the tenant's nearest passage (None: it has no documents)."""
+    nearest = retrieve(tenant=tenant, vector=vector, k=1)
+    return nearest[0].score if nearest else None
 
 
 def _failsafe(tenant: Tenant, reason: str) -> RoutingDecision:
     """Retrieval, medium, the rule's model, standard cache, confidence 0.5."""
-    model, fallbacks = route_for(tenant, Intent.RETRIEVAL, Complexity.MEDIUM)
-    return RoutingDecision(
-        intent=Intent.RETRIEVAL,
-        complexity=Complexity.MEDIUM,
-        model=model,
-        cache_strategy=CacheStrategy.STANDARD,
-        confidence=FAILSAFE_CONFIDENCE,
-        fallbacks=fallbacks,
-        source="failsafe",
-        reason=reason,
-    )
+    return _routed(tenant, Intent.RETRIEVAL, Complexity.MEDIUM, CacheStrategy.STANDARD, FAILSAFE_CONFIDENCE,
+                   source="failsafe", reason=reason)  # fmt: skip
 
 
 def _llm(tenant: Tenant, query: str, settings: TenantAISettings, local: RoutingDecision) -> RoutingDecision:
@@ -77,18 +94,9 @@ def _llm(tenant: Tenant, query: str, settings: TenantAISettings, local: RoutingD
         )
     except RouterError as exc:
         return _count_failure(tenant, exc.reason, str(exc))
-    model, fallbacks = route_for(tenant, verdict.intent, verdict.complexity)
-    return RoutingDecision(
-        intent=verdict.intent,
-        complexity=verdict.complexity,
-        model=model,
-        cache_strategy=verdict.cache_strategy,
-        confidence=verdict.confidence,
-        fallbacks=fallbacks,
-        source="llm",
-        neighbours=local.neighbours,
-        router_usage=(settings.router_llm_model, verdict.input_tokens, verdict.output_tokens),
-    )
+    usage = (settings.router_llm_model, verdict.input_tokens, verdict.output_tokens)
+    return _routed(tenant, verdict.intent, verdict.complexity, verdict.cache_strategy, verdict.confidence,
+                   source="llm", neighbours=local.neighbours, router_usage=usage)  # fmt: skip
 
 
 def _count_failure(tenant: Tenant, reason: str, detail: str) -> RoutingDecision:

@@ -88,6 +88,14 @@ def test_eval_router_reports_accuracy_calibration_and_latency(tmp_path):
     assert 0 <= result["accuracy"] <= 1 and 0 <= result["expected_calibration_error"] <= 1
     assert set(result["latency_ms"]) == {"p50", "p95", "p99"}
 
+    out = io.StringIO()
+    call_command(
+        "eval_router", train=tmp_path / "train.jsonl", data=tmp_path / "val.jsonl", per_intent=3, cv=2,
+        stdout=out, stderr=io.StringIO(),
+    )  # fmt: skip
+    assert "2-fold cross-validation on the training rows (14 queries)" in out.getvalue()
+    assert "at 18% out of scope" in out.getvalue()  # the training rows hold both kinds
+
 
 @pytest.mark.django_db(transaction=True)
 def test_load_jsonl_loads_and_ingests_a_tenants_documents(tmp_path):
@@ -107,3 +115,43 @@ def test_load_jsonl_loads_and_ingests_a_tenants_documents(tmp_path):
     assert "3 created, 0 updated, 3 documents ready" in out.getvalue()
     with tenant_scope(tenant):
         assert set(Document.objects.for_tenant(tenant).values_list("status", flat=True)) == {"ready"}
+
+
+E2E_FAQ = [
+    {"question": "How long are cats pregnant?", "answer": "A cat's pregnancy lasts about 63 to 65 days."},
+    {"question": "Can I give my cat milk?", "answer": "Most adult cats are lactose intolerant; give them water."},
+    {"question": "How often should a kitten be fed?", "answer": "Kittens eat three to four small meals a day."},
+]
+
+
+@pytest.mark.django_db(transaction=True)  # the pipeline's pools use their own connections
+def test_eval_e2e_loads_a_fresh_tenant_and_scores_rephrasings_hits_and_refusals(tmp_path):
+    from ai.rag.models import Document
+    from tenants.models import Tenant
+    from tenants.scoping import tenant_scope
+
+    faq = _write_jsonl(tmp_path / "faq.jsonl", E2E_FAQ)
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text(
+        "question_1,question_2,similar\n"
+        "How long are cats pregnant?,How long are cats pregnant for?,1\n"
+        "Can I give my cat milk?,can i give my cat milk,1\n"
+        "How often should a kitten be fed?,How long are cats pregnant for?,0\n"
+        "How often should a kitten be fed?,which stocks should I buy this week,0\n"
+    )
+    oos = _write_jsonl(tmp_path / "oos.jsonl", [{"text": "who won the football world cup"}, {"text": "tell me a poem"}])
+    out = io.StringIO()
+    call_command("eval_e2e", faq=faq, pairs=pairs, oos=oos, tenant="e2e-cats", json=True,
+                 stdout=out, stderr=io.StringIO())  # fmt: skip
+    result = json.loads(out.getvalue())
+    tenant = Tenant.objects.get(slug="e2e-cats")
+    with tenant_scope(tenant):
+        assert Document.objects.for_tenant(tenant).count() == 3
+    assert (result["pairs"], result["faq_questions_asked"], result["second_questions_asked"]) == (4, 3, 3)
+    assert result["in_scope_rate"] == 1.0
+    # Both rephrasings are near-copies of their FAQ question: answered from the cache, from their entry.
+    assert result["hits"] == 2 and result["hit_precision"] == 1.0 and result["hit_recall"] == 1.0
+    assert result["right_document_rate"] == 1.0
+    assert result["oos_refused_rate"] == 1.0 and result["router_calibration_error"] is not None
+    with pytest.raises(CommandError, match="exists"):
+        call_command("eval_e2e", faq=faq, pairs=pairs, tenant="e2e-cats", stdout=io.StringIO())

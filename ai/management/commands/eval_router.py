@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from ai.cache.evaluation import stderr_progress
 from ai.embeddings import build_embedder
-from ai.router.evaluation import draw_examples, evaluate, example_set, label_map, load
+from ai.router.evaluation import cross_validate, draw_examples, evaluate, example_set, label_map, load
 
 
 def _sibling(path: Path, name: str) -> Path | None:
@@ -32,9 +32,14 @@ class Command(BaseCommand):
         )
         parser.add_argument("--domains", type=Path, help="domain -> intents (default: domains.json beside --train)")
         parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument(
+            "--cv", type=int, default=0, metavar="K", help="also K-fold cross-validation on --train (+ --oos-train)"
+        )
         parser.add_argument("--json", action="store_true")
 
-    def handle(self, *args, train: Path, data: Path, per_intent: int, oos_train, oos_data, domains, seed, json, **o):
+    def handle(
+        self, *args, train: Path, data: Path, per_intent: int, oos_train, oos_data, domains, seed, cv, json, **o
+    ):
         for path in (train, data):
             if not path.exists():
                 raise CommandError(f"No such file: {path}")
@@ -50,16 +55,21 @@ class Command(BaseCommand):
         drawn = draw_examples(train_rows, per_intent, seed)
 
         embedder = build_embedder({"backend": "local"})
-        texts = [row.text for row in drawn] + [row.text for row in scored]
+        texts = [row.text for row in (train_rows if cv else drawn)] + [row.text for row in scored]
         progress = stderr_progress("embedding")
         vectors = []
         for start in range(0, len(texts), 64):
             vectors.append(embedder.embed(texts[start : start + 64]).vectors)
             progress(min(start + 64, len(texts)), len(texts))
         matrix = np.concatenate(vectors)
-        examples = example_set(drawn, matrix[: len(drawn)])
-        result = evaluate(examples, scored, matrix[len(drawn) :])
+        examples_matrix, scored_matrix = matrix[: len(texts) - len(scored)], matrix[len(texts) - len(scored) :]
+        if cv:
+            index = {id(row): i for i, row in enumerate(train_rows)}
+            examples_matrix = examples_matrix[[index[id(row)] for row in drawn]]
+        result = evaluate(example_set(drawn, examples_matrix), scored, scored_matrix)
         result.update(examples=len(drawn), per_intent_examples=per_intent, train=str(train), data=str(data))
+        if cv:
+            result["cross_validation"] = cross_validate(train_rows, matrix[: len(train_rows)], per_intent, cv, seed)
         if json:
             self.stdout.write(json_module.dumps(result, indent=2))
             return
@@ -79,4 +89,18 @@ def _table(r: dict) -> str:
     ]
     for intent, m in r["per_intent"].items():
         lines.append(f"{intent:10}  {m['support']:7d}  {m['precision']:9.3f}  {m['recall']:6.3f}")
+    cv = r.get("cross_validation")
+    if cv:
+        lines += [
+            "",
+            f"{cv['folds']}-fold cross-validation on the training rows ({cv['queries']} queries):",
+            f"  accuracy {cv['accuracy']:.3f}  in-scope {cv['in_scope_accuracy']}  out-of-scope recall "
+            f"{cv['out_of_scope_recall']}  calibration error {cv['expected_calibration_error']:.3f}",
+        ]
+        mix = cv.get("at_out_of_scope_mix")
+        if mix:
+            lines.append(
+                f"  at {mix['out_of_scope_share']:.0%} out of scope: accuracy {mix['accuracy']:.3f}  "
+                f"calibration error {mix['expected_calibration_error']:.3f}"
+            )
     return "\n".join(lines)
