@@ -16,8 +16,6 @@ Guarantees:
   and of the text produced.
 - However the stream ends, its single flight and its spend reservation are released.
 - No thread is held while the upstream produces: the stream is a coroutine.
-- The miss's preparation (routing to retrieval) holds a permit of ai/miss_gate.py, given
-  back before the stream starts, whatever happens.
 
 Not guaranteed: an abandoned stream is noticed when the server next waits on the client
 or the upstream, so the upstream may have produced (and is billed for) a little more
@@ -32,7 +30,6 @@ from dataclasses import dataclass, field
 from ai.cache import SemanticCache, get_cache
 from ai.context import CacheControl, QueryContext, QueryResult, Routed
 from ai.llm.generate import Streamed, UpstreamFailed, generate_stream
-from ai.miss_gate import Permit
 from ai.pipeline import (
     RETRIEVE_K,
     Miss,
@@ -82,23 +79,21 @@ async def stream_query(
         control=control, history=history, route=route,
     )  # fmt: skip
     cache = get_cache()
-    async with Permit() as permit:  # given back on return, before the stream starts
-        found = await _lookup(ctx, cache, permit)
-        if isinstance(found, QueryResult):
-            return _answered(ctx, found, started)
-        if found.routed.decision.intent == Intent.ERROR:  # the fixed answer: nothing to stream from
-            return _answered(ctx, await _complete(ctx, cache, found, permit), started)
-        try:
-            await permit.acquire()  # a follower whose leader left no answer: its turn again
-            admission = await areserve(tenant=ctx.tenant)
-        except BaseException:
-            await _release(found, None)
-            raise
-        try:
-            chunks = await in_db(retrieve, tenant=ctx.tenant, vector=found.routed.vector, k=RETRIEVE_K)
-        except BaseException:
-            await _release(found, admission)
-            raise
+    found = await _lookup(ctx, cache)
+    if isinstance(found, QueryResult):
+        return _answered(ctx, found, started)
+    if found.routed.decision.intent == Intent.ERROR:  # the fixed answer: nothing to stream from
+        return _answered(ctx, await _complete(ctx, cache, found), started)
+    try:
+        admission = await areserve(tenant=ctx.tenant)
+    except BaseException:
+        await _release(found, None)
+        raise
+    try:
+        chunks = await in_db(retrieve, tenant=ctx.tenant, vector=found.routed.vector, k=RETRIEVE_K)
+    except BaseException:
+        await _release(found, admission)
+        raise
     routed = found.routed
     headers = _headers(ctx, "BYPASS" if routed.threshold is None else "MISS")
     headers["X-Router-Confidence"] = f"{routed.decision.confidence:.4f}"

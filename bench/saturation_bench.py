@@ -2,7 +2,7 @@
 machine with p99 under 30 ms, and the gateway's own overhead on a miss.
 
     python bench/saturation_bench.py [--step-seconds 8] [--rates 50,100,...] [--profile] [--json]
-    python bench/saturation_bench.py --no-peer --rates "" --steps hits,in_flight --miss-prepare 0
+    python bench/saturation_bench.py --no-peer --rates "" --steps hits,in_flight --ai REDIS_MAX_CONNECTIONS=512
 
 Same stack as bench/e2e_bench.py (``gunicorn -c saascore/gunicorn_conf.py
 saascore.asgi:application``, 2 uvicorn workers; embedded services under var/bench;
@@ -33,9 +33,9 @@ over each step; SQL statements of one request of each kind in-process.
 
 ``--steps`` runs some of the steps only (the priming always runs: it makes the pools):
 sql (statements per request), misses (overhead at 4 clients), hits (16 clients, and the
-open loop unless --rates ""), in_flight. ``--miss-prepare N`` sets the gateway's
-``AI["MISS_PREPARE_CONCURRENCY"]`` (0: no gate) for A/B runs of ai/miss_gate.py; ``--ai
-KEY=VALUE`` (a JSON value, repeatable) any other ``AI`` setting of the gateway.
+open loop unless --rates ""), in_flight. ``--ai KEY=VALUE`` (a JSON value, repeatable)
+sets an ``AI`` setting of the gateway, for A/B runs (docs/benchmarks.md, "Admission of
+misses", ran ``--ai MISS_PREPARE_CONCURRENCY=N`` on commit c58a57f).
 """
 
 import argparse
@@ -402,9 +402,6 @@ def main() -> None:
     parser.add_argument("--in-flight", type=int, default=IN_FLIGHT, help="misses held on the 5 s upstream")
     parser.add_argument("--no-peer", dest="peer", action="store_false", help="skip the LiteLLM proxy's steps")
     parser.add_argument("--steps", default=",".join(STEPS), help=f"the product's steps to run, of {','.join(STEPS)}")
-    parser.add_argument(
-        "--miss-prepare", type=int, default=None, help="AI['MISS_PREPARE_CONCURRENCY'] of the gateway (0: no gate)"
-    )
     parser.add_argument("--ai", action="append", default=[], help="KEY=VALUE (JSON): an AI setting of the gateway")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--update-docs", action="store_true", help="write the tables into docs/benchmarks.md")
@@ -415,8 +412,6 @@ def main() -> None:
     if args.update_docs and steps != set(STEPS):
         parser.error("--update-docs needs every step")
     ai = {key: json.loads(value) for key, _, value in (item.partition("=") for item in args.ai)}
-    if args.miss_prepare is not None:
-        ai["MISS_PREPARE_CONCURRENCY"] = args.miss_prepare
     os.environ["BENCH_AI"] = json.dumps(ai)  # read by bench/gateway_settings.py in the gateway's workers
     started = datetime.now(UTC)
     run_id = started.strftime("%Y%m%dT%H%M%SZ")
