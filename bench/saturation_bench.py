@@ -2,6 +2,7 @@
 machine with p99 under 30 ms, and the gateway's own overhead on a miss.
 
     python bench/saturation_bench.py [--step-seconds 8] [--rates 50,100,...] [--profile] [--json]
+    python bench/saturation_bench.py --no-peer --rates "" --steps hits,in_flight --ai REDIS_MAX_CONNECTIONS=512
 
 Same stack as bench/e2e_bench.py (``gunicorn -c saascore/gunicorn_conf.py
 saascore.asgi:application``, 2 uvicorn workers; embedded services under var/bench;
@@ -29,6 +30,12 @@ minus before, per miss in flight.
 CPU per request of each kind (the gateway's processes, PostgreSQL's and Redis's
 trees) and PostgreSQL's counters (pg_stat_database: transactions, rows) per request
 over each step; SQL statements of one request of each kind in-process.
+
+``--steps`` runs some of the steps only (the priming always runs: it makes the pools):
+sql (statements per request), misses (overhead at 4 clients), hits (16 clients, and the
+open loop unless --rates ""), in_flight. ``--ai KEY=VALUE`` (a JSON value, repeatable)
+sets an ``AI`` setting of the gateway, for A/B runs (docs/benchmarks.md, "Admission of
+misses", ran ``--ai MISS_PREPARE_CONCURRENCY=N`` on commit c58a57f).
 """
 
 import argparse
@@ -62,6 +69,7 @@ P99_LIMIT_MS = 30.0
 DEFAULT_RATES = "50,100,150,200,250,300,350,400,500,600,800"
 IN_FLIGHT = 1000
 IN_FLIGHT_UPSTREAM_MS = 5000.0
+STEPS = ("sql", "misses", "hits", "in_flight")
 
 
 def log(message: str) -> None:
@@ -287,12 +295,44 @@ def in_flight(
         "misses_wall_s": round(wall, 2),
         "hits": len(hit_records),
         "hit_errors": len(hit_records) - len(ok_hits),
+        # A hit whose exact lookup failed (Redis pool dry, a timeout, the breaker open: the cache
+        # fails open) is answered as a miss ("bypass": no cache generation known).
+        "hits_answered_by": dict(Counter(r.source for r in ok_hits)),
+        "exact_answered_hit_latency_ms": report.pct([r.latency_ms for r in ok_hits if r.source == "exact"]),
         "hit_latency_ms": report.pct([r.latency_ms for r in ok_hits]),
         "hit_p99_ms": report.pct([r.latency_ms for r in ok_hits])["p99"],
+        # The gateway's own latency_ms of those hits (from authentication to the answer): the
+        # rest of the client's latency is the wait to be read (the socket, the event loop).
+        "hit_server_ms": report.pct([r.server_ms for r in ok_hits if r.server_ms is not None]),
         "rss_mb": {"before": round(rss_before / 2**20, 1), "peak": round(peak["rss"] / 2**20, 1)},
         "rss_kb_per_request_in_flight": round(grown / 1024 / len(misses_texts), 1),
         "cpu_cores": use.result,
     }
+
+
+def held_in_flight(args, keys: dict, held: list[Call], pools: dict, folder: Path) -> tuple[dict, dict | None]:
+    """The held-in-flight step on a gateway of its own, against the 5 s upstream; (figures, profile)."""
+    with stack.upstream(seed=args.seed, log_dir=folder, fixed_ms=IN_FLIGHT_UPSTREAM_MS) as slow_url:
+        with stack.gateway(upstream_url=slow_url, log_dir=folder, semantic_tier=True, workers=args.workers) as (
+            base,
+            master,
+        ):
+            pids = stack.worker_pids(master, args.workers)
+            closed16(base, keys, pools["exact"], "exact", 200, pids)  # warm: connections, memo, row caches
+            log(
+                f"held in flight: {len(held)} misses on a {IN_FLIGHT_UPSTREAM_MS / 1000:.0f} s upstream, hits meanwhile"
+            )
+            spies = profiling.record(pids, 8, folder, "in-flight", gil=True) if args.profile else []
+            flight = in_flight(base, keys, held, pools["exact"], pids)
+            for spy in spies:
+                spy.wait()
+            files = [folder / f"pyspy-in-flight-gil-{pid}.txt" for pid in pids]
+            profile = {"py_spy_gil": profiling.summarise(files)} if spies else None
+            log(f"  refused {flight['refused']}, hits {flight['hit_latency_ms']}, rss {flight['rss_mb']}")
+            log(f"  misses {flight['misses_latency_ms']}, answered by {flight['answered_by']}")
+            log(f"  hits' server_ms {flight['hit_server_ms']}, answered by {flight['hits_answered_by']}")
+            log(f"  those answered by the exact tier: {flight['exact_answered_hit_latency_ms']}")
+    return flight, profile
 
 
 def held_calls(keys: dict, workload, count: int) -> list[Call]:
@@ -361,9 +401,18 @@ def main() -> None:
     parser.add_argument("--whatif", default="", help="bench/whatif.py patches for the gateway (experiments)")
     parser.add_argument("--in-flight", type=int, default=IN_FLIGHT, help="misses held on the 5 s upstream")
     parser.add_argument("--no-peer", dest="peer", action="store_false", help="skip the LiteLLM proxy's steps")
+    parser.add_argument("--steps", default=",".join(STEPS), help=f"the product's steps to run, of {','.join(STEPS)}")
+    parser.add_argument("--ai", action="append", default=[], help="KEY=VALUE (JSON): an AI setting of the gateway")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--update-docs", action="store_true", help="write the tables into docs/benchmarks.md")
     args = parser.parse_args()
+    steps = {step for step in args.steps.split(",") if step}
+    if steps - set(STEPS):
+        parser.error(f"unknown steps: {', '.join(sorted(steps - set(STEPS)))}")
+    if args.update_docs and steps != set(STEPS):
+        parser.error("--update-docs needs every step")
+    ai = {key: json.loads(value) for key, _, value in (item.partition("=") for item in args.ai)}
+    os.environ["BENCH_AI"] = json.dumps(ai)  # read by bench/gateway_settings.py in the gateway's workers
     started = datetime.now(UTC)
     run_id = started.strftime("%Y%m%dT%H%M%SZ")
     folder = stack.BENCH_VAR / "logs" / f"saturation-{run_id}"
@@ -393,15 +442,20 @@ def main() -> None:
                 "server": f"gunicorn -c saascore/gunicorn_conf.py {stack.GATEWAY_APP} (uvicorn workers)",
                 "workers": len(pids),
                 "whatif": args.whatif or None,
+                "ai_settings": ai,
             }
+            results["steps"] = sorted(steps, key=STEPS.index)
             pools = prime(base, keys, workload, args.topics, probes=3, clients=16)
             results["pools"] = {tier: len(pool) for tier, pool in pools.items()}
-            results["sql_per_request"] = sql_counts(keys["bank"], pools, workload, upstream_url)
-            log(f"SQL statements per request: { {k: v['statements'] for k, v in results['sql_per_request'].items()} }")
-            results["misses_4_clients"] = misses(base, keys, miss_calls(keys, workload, 0), upstream_url, 4, pids)
-            log(f"miss overhead at 4 clients: {results['misses_4_clients']['overhead_ms']}")
+            if "sql" in steps:
+                results["sql_per_request"] = sql_counts(keys["bank"], pools, workload, upstream_url)
+                counted = {k: v["statements"] for k, v in results["sql_per_request"].items()}
+                log(f"SQL statements per request: {counted}")
+            if "misses" in steps:
+                results["misses_4_clients"] = misses(base, keys, miss_calls(keys, workload, 0), upstream_url, 4, pids)
+                log(f"miss overhead at 4 clients: {results['misses_4_clients']['overhead_ms']}")
             rates = [float(r) for r in args.rates.split(",") if r]
-            for tier in ("exact", "semantic"):
+            for tier in ("exact", "semantic") if "hits" in steps else ():
                 log(f"{tier} hits: 16 closed-loop clients")
                 results[f"{tier}_16_clients"] = closed = closed16(base, keys, pools[tier], tier, 2000, pids)
                 log(f"  {closed['achieved_rps']}/s, {closed['latency_ms']}")
@@ -420,24 +474,10 @@ def main() -> None:
                 calls = miss_calls(keys, workload, 1)
                 results["profiles"]["misses_4_clients"] = profiled(base, keys, calls, "miss", 4, folder, pids)
     held = held_calls(keys, workload, args.in_flight)
-    with stack.upstream(seed=args.seed, log_dir=folder, fixed_ms=IN_FLIGHT_UPSTREAM_MS) as slow_url:
-        with stack.gateway(upstream_url=slow_url, log_dir=folder, semantic_tier=True, workers=args.workers) as (
-            base,
-            master,
-        ):
-            pids = stack.worker_pids(master, args.workers)
-            closed16(base, keys, pools["exact"], "exact", 200, pids)  # warm: connections, memo, row caches
-            log(
-                f"held in flight: {len(held)} misses on a {IN_FLIGHT_UPSTREAM_MS / 1000:.0f} s upstream, hits meanwhile"
-            )
-            spies = profiling.record(pids, 8, folder, "in-flight", gil=True) if args.profile else []
-            results["in_flight"] = flight = in_flight(base, keys, held, pools["exact"], pids)
-            for spy in spies:
-                spy.wait()
-            if spies:
-                files = [folder / f"pyspy-in-flight-gil-{pid}.txt" for pid in pids]
-                results.setdefault("profiles", {})["in_flight"] = {"py_spy_gil": profiling.summarise(files)}
-            log(f"  refused {flight['refused']}, hits {flight['hit_latency_ms']}, rss {flight['rss_mb']}")
+    if "in_flight" in steps:
+        results["in_flight"], profile = held_in_flight(args, keys, held, pools, folder)
+        if profile:
+            results.setdefault("profiles", {})["in_flight"] = profile
     if args.peer:
         results["peer"] = peer_steps(args, workload, keys, held, folder)
     results["duration_s"] = round((datetime.now(UTC) - started).total_seconds(), 1)
@@ -561,7 +601,9 @@ def summary(results: dict) -> str:
         "|---|---:|---|---|---|---:|",
     ]
     for tier in ("exact", "semantic"):
-        c = results[f"{tier}_16_clients"]
+        c = results.get(f"{tier}_16_clients")
+        if c is None:  # --steps without hits
+            continue
         lat = c["latency_ms"]
         best = results.get(f"{tier}_open_loop", {}).get("max_rps_p99_under_30ms")
         cpu = c.get("cpu_ms_per_request", {})
@@ -580,12 +622,21 @@ def summary(results: dict) -> str:
                 f"| {tier} | {step['offered_rps']:.0f} | {step['achieved_rps']:.0f} | {lat['p50']} / {lat['p99']} | "
                 f"{cores['machine_busy_cores']} / {cores['gateway_workers_cores']} |"
             )
-    m = results["misses_4_clients"]["overhead_ms"]
-    lines.append(
-        f"\nMiss overhead at 4 clients ({m['client']['n']} misses): client - upstream sleep p50 {m['client']['p50']} / "
-        f"p95 {m['client']['p95']} ms; the gateway's own latency_ms - sleep p50 {m['gateway']['p50']} / "
-        f"p95 {m['gateway']['p95']} ms."
-    )
+    m = results.get("misses_4_clients", {}).get("overhead_ms")
+    if m is not None:  # not with --steps without misses
+        lines.append(
+            f"\nMiss overhead at 4 clients ({m['client']['n']} misses): client - upstream sleep p50 "
+            f"{m['client']['p50']} / p95 {m['client']['p95']} ms; the gateway's own latency_ms - sleep p50 "
+            f"{m['gateway']['p50']} / p95 {m['gateway']['p95']} ms."
+        )
+    flight = results.get("in_flight")
+    if flight is not None:
+        hits, held = flight["hit_latency_ms"], flight["misses_latency_ms"]
+        lines.append(
+            f"Held in flight ({flight['concurrent']} misses, {flight['refused']} refused): hits meanwhile "
+            f"p50 {hits['p50']} / p99 {hits['p99']} ms (n={hits['n']}); the misses p50 {held['p50']} / "
+            f"p99 {held['p99']} ms."
+        )
     sql = results.get("sql_per_request", {})
     if sql:
         answered = ", ".join(f"{v['answered_by']} {v['statements']}" for v in sql.values())
