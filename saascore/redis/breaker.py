@@ -73,6 +73,12 @@ class CircuitBreaker:
             self._probe_in_flight = False
             self._set(BreakerState.CLOSED)
 
+    def release_probe(self) -> None:
+        """A call ended saying nothing about the server (this process was too busy to tell):
+        no change, except that a half-open breaker may send its next probe."""
+        with self._lock:
+            self._probe_in_flight = False
+
     def record_failure(self) -> None:
         with self._lock:
             self._failures += 1

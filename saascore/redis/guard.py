@@ -4,10 +4,16 @@ the rate limit, idempotency replays and single flight.
 Guarantees:
 - A call that fails answers its ``default`` (fail open), is logged and counted
   (``saascore_cache_errors_total{op}``).
-- Only unreachability opens the circuit breaker: connection errors, timeouts and
-  a full connection pool. While it is open, calls are not made at all and
-  answer their default at once, so a stalled Redis costs nothing after the
-  first few requests; half-open lets one probe through.
+- Only unreachability opens the circuit breaker: connection errors and timeouts.
+  While it is open, calls are not made at all and answer their default at once,
+  so a stalled Redis costs nothing after the first few requests; half-open lets
+  one probe through.
+- On the async path, a failure that is this process's own does not open it: a
+  full connection pool (a local queue), or a timeout while the event loop was
+  stalled (``saascore.loop_stall``: the reply may have arrived while the loop was
+  busy). Such a call answers its default and is counted as ``{op}_overloaded``;
+  the breaker stays as it was, so a burst of requests does not turn every cache
+  hit into a miss for the breaker's cool-down.
 - A Redis that answers with an error (an out-of-memory refusal of a write, a
   wrong type) is alive: it is counted, and the breaker stays closed for the
   reads that still work.
@@ -24,7 +30,8 @@ import redis
 from django.conf import settings
 from django.core.signals import setting_changed
 
-from saascore import metrics
+from saascore import loop_stall, metrics
+from saascore.conf import ai_settings
 from saascore.redis import ops
 from saascore.redis.breaker import BreakerState, CircuitBreaker
 from saascore.redis.connection import async_twin, redis_client
@@ -72,10 +79,14 @@ class RedisGuard:
         if not self.breaker.allow():
             metrics.CACHE_ERRORS.labels(op=f"{name}_breaker_open").inc()
             return default
+        loop_stall.watch()
         try:
             result = await ops.arun(async_twin(self.client), op())
         except UNREACHABLE as exc:
-            self._unreachable(name, exc)
+            if _pool_full(exc) or loop_stall.stalled(ai_settings.REDIS_SOCKET_TIMEOUT / 2):
+                self._overloaded(name, exc)
+            else:
+                self._unreachable(name, exc)
             return default
         except redis.RedisError as exc:
             self._refused(name, exc)
@@ -88,10 +99,20 @@ class RedisGuard:
         metrics.CACHE_ERRORS.labels(op=name).inc()
         logger.warning("redis %s failed, answering without it: %s: %s", name, type(exc).__name__, exc)
 
+    def _overloaded(self, name: str, exc: Exception) -> None:
+        self.breaker.release_probe()
+        metrics.CACHE_ERRORS.labels(op=f"{name}_overloaded").inc()
+        logger.warning("redis %s not answered in time by this busy process: %s: %s", name, type(exc).__name__, exc)
+
     def _refused(self, name: str, exc: Exception) -> None:
         self.breaker.record_success()  # it answered: reachable, whatever it said
         metrics.CACHE_ERRORS.labels(op=name).inc()
         logger.warning("redis %s refused: %s: %s", name, type(exc).__name__, exc)
+
+
+def _pool_full(exc: Exception) -> bool:
+    """redis-py's BlockingConnectionPool found no free connection within its timeout."""
+    return isinstance(exc, redis.ConnectionError) and "No connection available" in str(exc)
 
 
 def _breaker_metric(state: BreakerState) -> None:
