@@ -197,8 +197,9 @@ async def _lookup(ctx: QueryContext, cache: SemanticCache) -> QueryResult | Miss
     routed = await _route(ctx, generation)
     if routed.threshold is not None and ctx.read_cache and routed.whole:
         found = await cache.alookup_semantic(
-            ctx.scope, routed.generation, ctx.query, routed.vector, routed.threshold, intent=str(routed.decision.intent)
-        )
+            ctx.scope, routed.generation, ctx.query, routed.vector, routed.threshold,
+            intent=str(routed.decision.intent), documents=routed.decision.documents,
+        )  # fmt: skip
         if found.hit and ctx.fresh(found.hit.entry.created_at, time.time()):
             in_background(cache.aalias(ctx.scope, found.hit, ctx.query))  # its repeats: exact hits
             return await _hit(ctx, found.hit, routed)
@@ -328,7 +329,7 @@ async def _store(ctx: QueryContext, cache: SemanticCache, routed: Routed, answer
         input_tokens=answer.input_tokens,
         output_tokens=answer.output_tokens,
         threshold=routed.threshold,
-        extra={"citations": _citations(answer)},
+        extra={"citations": _citations(answer), "about": list(routed.decision.documents)},
     )
     stored = await cache.astore(
         ctx.scope,

@@ -111,7 +111,7 @@ async def aapi_key_verify(*, key: str, guard: RedisGuard) -> ApiKey | None:
     known = _local.get(digest)
     if known is not None and time.monotonic() - known.at < KEY_LOCAL_SECONDS:
         return _usable(known.api_key)
-    record, generation = await guard.arun("api_key", lambda: _lookup(tenant_id, digest), (None, None))
+    record, generation = await guard.arun("api_key", lambda: _lookup(tenant_id, digest), (None, None), reads_only=True)
     if record is not None and generation is not None:
         api_key, made_at = _from_record(record)
         if made_at == int(generation):

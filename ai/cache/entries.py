@@ -56,6 +56,12 @@ class CacheEntry:
             mapping[VECTOR_FIELD] = np.asarray(self.vector, dtype=np.float32).tobytes()
         return mapping
 
+    @property
+    def about(self) -> tuple[int, ...]:
+        """The tenant's documents its question was about when it was answered, nearest first
+        (``RoutingDecision.documents``)."""
+        return tuple(self.extra.get("about", ()))
+
     @classmethod
     def from_values(cls, values: list[bytes | None]) -> "CacheEntry | None":
         """From an HMGET of ``FETCH_FIELDS``; None when the entry is gone."""

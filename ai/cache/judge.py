@@ -4,7 +4,11 @@ used by the live cache and by ``manage.py eval_cache`` alike.
 1. cosine similarity of the two query embeddings >= the caller's threshold;
 2. cheap guards veto pairs that differ in numbers or in negation;
 3. optionally, the router must have given both questions the same intent;
-4. a verifier, when configured, must agree: it scores the pair (in the
+4. evidence: when the tenant's documents say what both questions are about (the
+   document whose bootstrapped question is nearest each: ``RoutingDecision.documents``,
+   stored with the entry), it must be the same document. "How long are dogs
+   pregnant?" is near "How long are cats pregnant?" in wording, not in evidence;
+5. a verifier, when configured, must agree: it scores the pair (in the
    borderline band it chooses) and accepts or rejects it (``ai/verifier``).
 """
 
@@ -67,6 +71,8 @@ class HitJudge:
         *,
         query_intent: str | None = None,
         candidate_intent: str | None = None,
+        query_documents: tuple[int, ...] = (),
+        candidate_documents: tuple[int, ...] = (),
     ) -> Verdict:
         if similarity < threshold:
             return Verdict(False, "below_threshold", similarity)
@@ -74,6 +80,8 @@ class HitJudge:
             return Verdict(False, veto, similarity)
         if self.require_same_intent and query_intent and candidate_intent and query_intent != candidate_intent:
             return Verdict(False, "intent_mismatch", similarity)
+        if query_documents and candidate_documents and query_documents[0] != candidate_documents[0]:
+            return Verdict(False, "evidence_disagrees", similarity)
         if self.verifier is not None and (check := self.verifier.verify(query, candidate, similarity)):
             if not check.accepted:
                 return Verdict(False, "verifier_rejected", similarity, check.score)

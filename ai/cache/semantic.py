@@ -203,7 +203,9 @@ class SemanticCache:
         if self._held(scope):
             return HELD
         started = time.perf_counter()
-        lookup = await self.guard.arun("lookup_exact", lambda: self._exact(scope, query), Lookup(None, None, "error"))
+        lookup = await self.guard.arun(
+            "lookup_exact", lambda: self._exact(scope, query), Lookup(None, None, "error"), reads_only=True
+        )
         return _observed("exact", lookup, started)
 
     def _exact(self, scope: CacheScope, query: str) -> Op[Lookup]:
@@ -233,10 +235,11 @@ class SemanticCache:
 
     def lookup_semantic(
         self, scope: CacheScope, generation: int, query: str, vector: np.ndarray, threshold: float, *,
-        intent: str | None = None,
+        intent: str | None = None, documents: tuple[int, ...] = (),
     ) -> Lookup:  # fmt: skip
-        """The nearest entry the judge accepts; ``intent`` is the router's for this query."""
-        early, op = self._semantic_plan(self.index, scope, generation, query, vector, threshold, intent)
+        """The nearest entry the judge accepts; ``intent`` and ``documents`` are the router's
+        for this query (``RoutingDecision``)."""
+        early, op = self._semantic_plan(self.index, scope, generation, query, vector, threshold, intent, documents)
         if early is not None:
             return early
         started = time.perf_counter()
@@ -245,29 +248,31 @@ class SemanticCache:
 
     async def alookup_semantic(
         self, scope: CacheScope, generation: int, query: str, vector: np.ndarray, threshold: float, *,
-        intent: str | None = None,
+        intent: str | None = None, documents: tuple[int, ...] = (),
     ) -> Lookup:  # fmt: skip
-        early, op = self._semantic_plan(await self.aindex(), scope, generation, query, vector, threshold, intent)
+        early, op = self._semantic_plan(
+            await self.aindex(), scope, generation, query, vector, threshold, intent, documents
+        )
         if early is not None:
             return early
         started = time.perf_counter()
-        lookup = await self.guard.arun("lookup_semantic", op, Lookup(None, generation, "error"))
+        lookup = await self.guard.arun("lookup_semantic", op, Lookup(None, generation, "error"), reads_only=True)
         return _observed("semantic", lookup, started)
 
     def _semantic_plan(
         self, index, scope: CacheScope, generation: int, query: str, vector: np.ndarray, threshold: float,
-        intent: str | None,
+        intent: str | None, documents: tuple[int, ...],
     ) -> tuple[Lookup | None, Callable]:  # fmt: skip
         """The answer without asking Redis (no vector API, a scope held), or the operation to run."""
         if index is None:
             return Lookup(None, generation, "no_vector_api"), None
         if self._held(scope):
             return HELD, None
-        return None, lambda: self._semantic(index, scope, generation, query, vector, threshold, intent)
+        return None, lambda: self._semantic(index, scope, generation, query, vector, threshold, intent, documents)
 
     def _semantic(
         self, index: VectorIndex, scope: CacheScope, generation: int, query: str, vector: np.ndarray,
-        threshold: float, intent: str | None,
+        threshold: float, intent: str | None, documents: tuple[int, ...],
     ) -> Op[Lookup]:  # fmt: skip
         members = yield from index.search(scope, generation, vector, self.candidates)
         if not members:
@@ -285,19 +290,21 @@ class SemanticCache:
         if not live:
             return Lookup(None, generation, "miss")
         # The judge may ask the verifier (CPU, milliseconds): off the event loop in the async driver.
-        return (yield Compute(lambda: self._judge(live, generation, query, vector, threshold, intent)))
+        return (yield Compute(lambda: self._judge(live, generation, query, vector, threshold, intent, documents)))
 
     def _judge(
-        self, live: list, generation: int, query: str, vector: np.ndarray, threshold: float, intent: str | None
-    ) -> Lookup:
+        self, live: list, generation: int, query: str, vector: np.ndarray, threshold: float, intent: str | None,
+        documents: tuple[int, ...],
+    ) -> Lookup:  # fmt: skip
         # Exact cosine from the stored float32 vectors: the same number on every backend.
         similarities = np.stack([e.vector for _, e in live]) @ np.asarray(vector, dtype=np.float32)
         best: Verdict | None = None
         for position in np.argsort(-similarities):
             (member, entry), similarity = live[position], float(similarities[position])
             verdict = self.judge.judge(
-                query, entry.query, similarity, threshold, query_intent=intent, candidate_intent=entry.intent
-            )
+                query, entry.query, similarity, threshold, query_intent=intent, candidate_intent=entry.intent,
+                query_documents=documents, candidate_documents=entry.about,
+            )  # fmt: skip
             if verdict.hit:
                 hit = CacheHit(entry, "semantic", similarity, threshold, member=member)
                 return Lookup(hit, generation, verdict.reason, similarity)

@@ -46,6 +46,9 @@ class RoutingDecision:
     neighbours: tuple[Neighbour, ...] = field(default=(), compare=False)
     # (model, input tokens, output tokens) of an LLM router call, for billing.
     router_usage: tuple[str, int, int] | None = None
+    # The tenant's documents this query is about (bootstrapped questions near it), nearest
+    # first: a cached answer built from none of them is not this query's (ai/cache/judge.py).
+    documents: tuple[int, ...] = field(default=(), compare=False)
 
     def as_dict(self) -> dict:
         return {

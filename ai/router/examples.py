@@ -84,7 +84,7 @@ def _load(tenant: Tenant | None, embedder_id: str) -> ExampleSet:
             .values_list("text", "intent", "complexity", "cache_strategy", "tenant_id", "document_id", "embedding")
         )
     examples = [
-        Example(text, intent, complexity, strategy, "tenant" if owner else "global", from_document=bool(document))
+        Example(text, intent, complexity, strategy, "tenant" if owner else "global", document_id=document)
         for text, intent, complexity, strategy, owner, document, _ in rows
     ]
     examples = with_scope_evidence(examples)

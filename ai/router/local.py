@@ -42,6 +42,7 @@ FLOOR_BOUNDS = (0.15, 0.60)
 # the rephrasings reach one of them, and 6% and 3% of CLINC's out-of-scope training queries.
 QUESTION_FLOOR = 0.40
 PASSAGE_FLOOR = 0.35
+ABOUT_K = 3
 DOCUMENTS_IN, DOCUMENTS_OUT = (19.35, 1.91), (22.67, -1.95)  # (slope, intercept): document_confidence
 DEFAULT_FLOOR = 0.35
 CALIBRATION_SAMPLE = 2000
@@ -75,9 +76,13 @@ class Example:
     scope: str = "global"
     # Whether the example says what the tenant may be asked (``ai.router.examples.with_scope_evidence``).
     evidence: bool = True
-    # Bootstrapped from a document (ai/router/bootstrap.py): one example per topic, so leaving
-    # it out says nothing about how near a query on its topic comes; the fits skip it.
-    from_document: bool = False
+    # The document it was bootstrapped from (ai/router/bootstrap.py), if any: one example per
+    # topic, so leaving it out says nothing about how near a query on its topic comes; the fits skip it.
+    document_id: int | None = None
+
+    @property
+    def from_document(self) -> bool:
+        return self.document_id is not None
 
 
 @dataclass
@@ -91,6 +96,8 @@ class Vote:
     support: float
     floor: float
     documents: float | None  # similarity of the nearest example bootstrapped from a document
+    # The documents whose questions are about the query (at least QUESTION_FLOOR), nearest first.
+    about: tuple[int, ...]
     scope: "Scope"
     neighbours: list[tuple[int, float]]
 
@@ -201,6 +208,7 @@ class ExampleSet:
                 strategy[example.cache_strategy] += float(weight)
         support = float(self.support(similarities))
         documents = float(similarities[self.documents].max()) if self.documents.any() else None
+        about = self._about(similarities)
         if support >= self.floor:
             scope = Scope.EXAMPLES
         elif documents is not None and documents >= QUESTION_FLOOR:
@@ -220,9 +228,24 @@ class ExampleSet:
             support=support,
             floor=self.floor,
             documents=documents,
+            about=about,
             scope=scope,
             neighbours=[(int(i), float(similarities[i])) for i in top],
         )
+
+    def _about(self, similarities: np.ndarray) -> tuple[int, ...]:
+        """Up to ABOUT_K documents with a question at least QUESTION_FLOOR similar, nearest first."""
+        if not self.documents.any():
+            return ()
+        near = np.flatnonzero(self.documents & (similarities >= QUESTION_FLOOR))
+        found: list[int] = []
+        for index in near[np.argsort(-similarities[near])]:
+            document = self.examples[index].document_id
+            if document not in found:
+                found.append(document)
+            if len(found) == ABOUT_K:
+                break
+        return tuple(found)
 
     def _calibrate(self) -> None:
         """Leave-one-out over (a sample of) the examples: route each against the others;

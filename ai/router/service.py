@@ -52,18 +52,21 @@ def _local(tenant: Tenant, vector: np.ndarray, embedder_id: str) -> RoutingDecis
             if distance >= 0:  # a passage is about it: in scope after all
                 return _routed(tenant, Intent.RETRIEVAL, Complexity.MEDIUM, CacheStrategy.STANDARD, confidence,
                                reason="documents", neighbours=neighbours)  # fmt: skip
-    return _routed(tenant, vote.intent, vote.complexity, vote.cache_strategy, confidence, neighbours=neighbours)
+    return _routed(tenant, vote.intent, vote.complexity, vote.cache_strategy, confidence, neighbours=neighbours,
+                   documents=vote.about)  # fmt: skip
 
 
 def _routed(
     tenant: Tenant, intent: Intent, complexity: Complexity, strategy: CacheStrategy, confidence: float,
     *, source: str = "local", reason: str = "", neighbours: tuple = (), router_usage: tuple | None = None,
+    documents: tuple[int, ...] = (),
 ) -> RoutingDecision:  # fmt: skip
     """The decision, with the model and fallbacks of the tenant's route for (intent, complexity)."""
     model, fallbacks = route_for(tenant, intent, complexity)
     return RoutingDecision(
         intent=intent, complexity=complexity, model=model, cache_strategy=strategy, confidence=confidence,
         fallbacks=fallbacks, source=source, reason=reason, neighbours=neighbours, router_usage=router_usage,
+        documents=documents,
     )  # fmt: skip
 
 
@@ -95,8 +98,10 @@ def _llm(tenant: Tenant, query: str, settings: TenantAISettings, local: RoutingD
     except RouterError as exc:
         return _count_failure(tenant, exc.reason, str(exc))
     usage = (settings.router_llm_model, verdict.input_tokens, verdict.output_tokens)
-    return _routed(tenant, verdict.intent, verdict.complexity, verdict.cache_strategy, verdict.confidence,
-                   source="llm", neighbours=local.neighbours, router_usage=usage)  # fmt: skip
+    return _routed(
+        tenant, verdict.intent, verdict.complexity, verdict.cache_strategy, verdict.confidence, source="llm",
+        neighbours=local.neighbours, router_usage=usage, documents=local.documents,
+    )  # fmt: skip
 
 
 def _count_failure(tenant: Tenant, reason: str, detail: str) -> RoutingDecision:

@@ -74,25 +74,31 @@ class RedisGuard:
         """The operation ``op()`` (saascore/redis/ops.py) driven with the sync client."""
         return self.call(name, lambda client: ops.run(client, op()), default)
 
-    async def arun(self, name: str, op: Callable[[], Op[T]], default: T) -> T:
-        """The same operation driven with this event loop's asyncio client of the same server."""
+    async def arun(self, name: str, op: Callable[[], Op[T]], default: T, *, reads_only: bool = False) -> T:
+        """The same operation driven with this event loop's asyncio client of the same server.
+        ``reads_only``: the operation may run twice, so one that this busy process failed
+        (its reply most likely there, unread) is tried once more before answering ``default``."""
         if not self.breaker.allow():
             metrics.CACHE_ERRORS.labels(op=f"{name}_breaker_open").inc()
             return default
         loop_stall.watch()
-        try:
-            result = await ops.arun(async_twin(self.client), op())
-        except UNREACHABLE as exc:
-            if _pool_full(exc) or loop_stall.stalled(ai_settings.REDIS_SOCKET_TIMEOUT / 2):
+        for attempt in (1, 2):
+            try:
+                result = await ops.arun(async_twin(self.client), op())
+            except UNREACHABLE as exc:
+                if not (_pool_full(exc) or loop_stall.stalled(ai_settings.REDIS_SOCKET_TIMEOUT / 2)):
+                    self._unreachable(name, exc)
+                    return default
                 self._overloaded(name, exc)
-            else:
-                self._unreachable(name, exc)
-            return default
-        except redis.RedisError as exc:
-            self._refused(name, exc)
-            return default
-        self.breaker.record_success()
-        return result
+                if reads_only and attempt == 1:
+                    continue
+                return default
+            except redis.RedisError as exc:
+                self._refused(name, exc)
+                return default
+            self.breaker.record_success()
+            return result
+        return default  # not reached: the second attempt returns
 
     def _unreachable(self, name: str, exc: Exception) -> None:
         self.breaker.record_failure()

@@ -86,3 +86,22 @@ def test_a_redis_that_does_not_answer_still_opens_the_breaker_on_an_idle_loop(gu
 
     assert asyncio.run(ask()) == "default"
     assert guard.breaker.state is BreakerState.OPEN
+
+
+def test_a_read_a_stalled_loop_failed_is_asked_again(guarded):
+    """The lookups of a hit (its key, the exact and semantic tiers) are reads: one that timed out
+    only because the loop was busy is asked once more, and the hit is served, not missed."""
+    _, client, guard = guarded
+
+    async def burst():
+        assert await guard.arun("warm", lambda: get("k"), "default") is None
+        calls = [
+            asyncio.create_task(guard.arun("blpop", lambda: blpop("empty", 0.1), "default", reads_only=True))
+            for _ in range(6)
+        ]
+        await _blocked_on_the_server(client, 6)
+        time.sleep(2 * SOCKET_TIMEOUT)
+        return await asyncio.gather(*calls)
+
+    assert asyncio.run(burst()) == [None] * 6  # every one answered by Redis, none by its default
+    assert guard.breaker.state is BreakerState.CLOSED

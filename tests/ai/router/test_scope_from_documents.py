@@ -2,11 +2,15 @@
 its documents at ingestion, a passage probe for what they miss, the starter set for small talk
 and the clearly unrelated, and an out-of-scope floor fitted on training examples only."""
 
+import asyncio
+import uuid
+
 import numpy as np
 import pytest
 from django.contrib.auth import get_user_model
 
 from ai.embeddings import get_embedder
+from ai.pipeline import answer_query
 from ai.rag.models import Document
 from ai.rag.services import document_create, document_delete, document_update
 from ai.router.bootstrap import document_questions
@@ -137,3 +141,25 @@ def test_the_admin_marks_bootstrapped_questions_and_filters_by_origin(
     assert "Hi there!" not in page  # the starter set is written, not from a document
     written = client.get("/admin/ai/routerexample/", {"origin": "written", "q": "pregnant"}).content.decode()
     assert "How long are cats pregnant?" not in written
+
+
+def test_a_cached_answer_about_another_document_is_not_served(django_capture_on_commit_callbacks):
+    """Evidence agreement: with a permissive threshold, "Can I give my dog milk?" is near enough
+    to the cached "Can I give my cat milk?" to be served its answer, but the tenant's documents
+    say the two are about different entries; a rephrasing about the same entry is still a hit."""
+    tenant = make_tenant()
+    with tenant_scope(tenant):
+        TenantAISettings.objects.create(tenant=tenant, threshold_standard=0.75, confidence_floor=0.0)
+    with django_capture_on_commit_callbacks(execute=True):
+        for question, answer in [*FAQ, ("Can I give my dog milk?", "Dogs digest milk poorly; a little is harmless.")]:
+            document_create(tenant=tenant, title=question, content=answer)
+
+    def ask(query):
+        return asyncio.run(answer_query(tenant=tenant, query=query, user_id=None, request_id=str(uuid.uuid4())))
+
+    assert ask("Can I give my cat milk?").source == "llm"  # answered and cached
+    dog = ask("Can I give my dog milk?")
+    assert dog.source == "llm" and dog.citations[0]["document"] == "Can I give my dog milk?"
+    kitten = ask("can i give my kitten milk")
+    assert (kitten.source, kitten.cache["tier"]) == ("cache", "semantic")
+    assert kitten.citations[0]["document"] == "Can I give my cat milk?"
