@@ -298,6 +298,10 @@ def in_flight(
         # A hit whose exact lookup failed (Redis pool dry, a timeout, the breaker open: the cache
         # fails open) is answered as a miss ("bypass": no cache generation known).
         "hits_answered_by": dict(Counter(r.source for r in ok_hits)),
+        # Why a hit went past the cache: its routing (cache strategy, intent, confidence).
+        "bypassed_hits_routing": dict(
+            Counter(f"{r.strategy}/{r.intent}/{r.confidence}" for r in ok_hits if r.source == "bypass")
+        ),
         "exact_answered_hit_latency_ms": report.pct([r.latency_ms for r in ok_hits if r.source == "exact"]),
         "hit_latency_ms": report.pct([r.latency_ms for r in ok_hits]),
         "hit_p99_ms": report.pct([r.latency_ms for r in ok_hits])["p99"],

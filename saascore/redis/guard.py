@@ -40,6 +40,9 @@ from saascore.redis.ops import Op
 logger = logging.getLogger("saascore.cache")
 T = TypeVar("T")
 
+# A read this busy process failed is asked again up to this many times in all: while the
+# burst that stalled the loop is being parsed, a retry can time out the same way.
+BUSY_READ_ATTEMPTS = 4
 # The server could not be reached in time: this is what opens the breaker.
 UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, OSError)
 
@@ -76,13 +79,14 @@ class RedisGuard:
 
     async def arun(self, name: str, op: Callable[[], Op[T]], default: T, *, reads_only: bool = False) -> T:
         """The same operation driven with this event loop's asyncio client of the same server.
-        ``reads_only``: the operation may run twice, so one that this busy process failed
-        (its reply most likely there, unread) is tried once more before answering ``default``."""
+        ``reads_only``: the operation may run again, so one that this busy process failed (its
+        reply most likely there, unread) is tried again, up to BUSY_READ_ATTEMPTS in all, before
+        answering ``default``: a hit that loses its lookup to a burst becomes a miss behind it."""
         if not self.breaker.allow():
             metrics.CACHE_ERRORS.labels(op=f"{name}_breaker_open").inc()
             return default
         loop_stall.watch()
-        for attempt in (1, 2):
+        for attempt in range(1, BUSY_READ_ATTEMPTS + 1):
             try:
                 result = await ops.arun(async_twin(self.client), op())
             except UNREACHABLE as exc:
@@ -90,7 +94,7 @@ class RedisGuard:
                     self._unreachable(name, exc)
                     return default
                 self._overloaded(name, exc)
-                if reads_only and attempt == 1:
+                if reads_only and attempt < BUSY_READ_ATTEMPTS:
                     continue
                 return default
             except redis.RedisError as exc:
@@ -98,7 +102,7 @@ class RedisGuard:
                 return default
             self.breaker.record_success()
             return result
-        return default  # not reached: the second attempt returns
+        return default  # not reached: the last attempt returns
 
     def _unreachable(self, name: str, exc: Exception) -> None:
         self.breaker.record_failure()
