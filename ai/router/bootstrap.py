@@ -16,6 +16,9 @@ from ai.router.decisions import CacheStrategy, Complexity, Intent
 from ai.router.models import RouterExample, text_hash
 
 MAX_PER_DOCUMENT = 12
+# A tenant's bootstrapped examples live in every worker's memory with their vectors (384
+# float32 each: 5,000 are 7.7 MB per worker) and every routed query is compared with them.
+MAX_PER_TENANT = 5000
 MIN_WORDS = 2
 MAX_CHARS = 300
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$")
@@ -65,6 +68,10 @@ def document_examples(*, tenant_id: int, document, questions: list[str], vectors
 
 def document_examples_replace(*, tenant_id: int, document_id: int, examples: list) -> None:
     """In the caller's transaction and tenant scope: the document's examples become ``examples``.
-    A text the tenant already has as an example (an operator's, another document's) keeps that one."""
-    RouterExample.objects.for_tenant(tenant_id).filter(document_id=document_id).delete()
-    RouterExample.objects.for_tenant(tenant_id).bulk_create(examples, ignore_conflicts=True)
+    A text the tenant already has as an example (an operator's, another document's) keeps that one.
+    Past MAX_PER_TENANT bootstrapped examples, a document adds only what room is left (its
+    title first): its passages still put queries about it in scope (the router's probe)."""
+    mine = RouterExample.objects.for_tenant(tenant_id).filter(document__isnull=False)
+    mine.filter(document_id=document_id).delete()
+    room = max(0, MAX_PER_TENANT - mine.count())
+    RouterExample.objects.for_tenant(tenant_id).bulk_create(examples[:room], ignore_conflicts=True)

@@ -13,6 +13,7 @@ from ai.embeddings import get_embedder
 from ai.pipeline import answer_query
 from ai.rag.models import Document
 from ai.rag.services import document_create, document_delete, document_update
+from ai.router import bootstrap
 from ai.router.bootstrap import document_questions
 from ai.router.local import Example, ExampleSet
 from ai.router.models import RouterExample
@@ -163,3 +164,19 @@ def test_a_cached_answer_about_another_document_is_not_served(django_capture_on_
     kitten = ask("can i give my kitten milk")
     assert (kitten.source, kitten.cache["tier"]) == ("cache", "semantic")
     assert kitten.citations[0]["document"] == "Can I give my cat milk?"
+
+
+def test_a_tenants_bootstrapped_questions_are_capped(monkeypatch, django_capture_on_commit_callbacks):
+    """Every worker keeps them in memory: a tenant uploading many documents gets no more than the
+    cap, each document its title first, and a document deleted makes room again."""
+    monkeypatch.setattr(bootstrap, "MAX_PER_TENANT", 5)
+    tenant = make_tenant()
+    with django_capture_on_commit_callbacks(execute=True):
+        first = document_create(tenant=tenant, title="Shipping FAQ", content="How fast do you ship? Where do you ship?")
+        document_create(tenant=tenant, title="Returns FAQ", content="Can I return a gift? Who pays for returns?")
+    texts = [e.text for e in bootstrapped(tenant)]
+    assert len(texts) == 5 and "Returns FAQ" in texts and "Shipping FAQ" in texts
+    with django_capture_on_commit_callbacks(execute=True):
+        document_delete(tenant=tenant, document_id=first.pk)
+        document_create(tenant=tenant, title="Payments FAQ", content="Do you take cards? Can I pay later?")
+    assert {e.text for e in bootstrapped(tenant)} >= {"Payments FAQ", "Do you take cards?"}
