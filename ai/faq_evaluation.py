@@ -66,7 +66,7 @@ def read_faq(path: Path) -> list[dict]:
 
 
 def read_pairs(path: Path) -> list[Pair]:
-    with path.open(newline="") as handle:
+    with path.open(newline="", encoding="utf-8-sig") as handle:  # a spreadsheet's BOM is not a header
         reader = csv.DictReader(handle)
         if not {"question_1", "question_2", "similar"} <= set(reader.fieldnames or ()):
             raise ValueError(f"{path}: the header must name question_1,question_2,similar")
@@ -85,8 +85,13 @@ def read_oos(path: Path) -> list[str]:
 
 
 def entries_of(pairs: list[Pair]) -> dict[str, str]:
-    """Second question -> the FAQ question it rephrases (from the similar pairs)."""
-    return {p.question_2: p.question_1 for p in pairs if p.similar}
+    """Second question -> the FAQ question it rephrases (from the similar pairs), as ``same_text`` keys it."""
+    return {p.question_2: same_text(p.question_1) for p in pairs if p.similar}
+
+
+def same_text(text: str | None) -> str | None:
+    """A title as compared with a pair's question: whitespace (newlines, no-break spaces) collapsed."""
+    return " ".join(text.split()) if text is not None else None
 
 
 async def _ask(tenant: Tenant, question: str) -> Asked:
@@ -95,7 +100,7 @@ async def _ask(tenant: Tenant, question: str) -> Asked:
     return Asked(
         question=question,
         hit=result.cache.get("tier"),
-        document=result.citations[0]["document"] if result.citations else None,
+        document=same_text(result.citations[0]["document"]) if result.citations else None,
         out_of_scope=routing.get("intent") == "error",
         bypassed=result.source == "llm" and result.cache.get("threshold") is None,
         confidence=routing.get("confidence"),

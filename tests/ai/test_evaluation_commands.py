@@ -118,7 +118,8 @@ def test_load_jsonl_loads_and_ingests_a_tenants_documents(tmp_path):
 
 
 E2E_FAQ = [
-    {"question": "How long are cats pregnant?", "answer": "A cat's pregnancy lasts about 63 to 65 days."},
+    # As FAQ exports have them: a no-break space and a trailing newline, compared as plain text.
+    {"question": "How long are cats\xa0pregnant?\n", "answer": "A cat's pregnancy lasts about 63 to 65 days."},
     {"question": "Can I give my cat milk?", "answer": "Most adult cats are lactose intolerant; give them water."},
     {"question": "How often should a kitten be fed?", "answer": "Kittens eat three to four small meals a day."},
 ]
@@ -133,7 +134,7 @@ def test_eval_e2e_loads_a_fresh_tenant_and_scores_rephrasings_hits_and_refusals(
     faq = _write_jsonl(tmp_path / "faq.jsonl", E2E_FAQ)
     pairs = tmp_path / "pairs.csv"
     pairs.write_text(
-        "question_1,question_2,similar\n"
+        "\ufeffquestion_1,question_2,similar\n"  # with the byte-order mark a spreadsheet writes
         "How long are cats pregnant?,How long are cats pregnant for?,1\n"
         "Can I give my cat milk?,can i give my cat milk,1\n"
         "How often should a kitten be fed?,How long are cats pregnant for?,0\n"

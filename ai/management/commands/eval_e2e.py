@@ -6,7 +6,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from ai.cache.evaluation import stderr_progress
-from ai.faq_evaluation import evaluate, read_faq, read_oos, read_pairs
+from ai.faq_evaluation import evaluate, read_faq, read_oos, read_pairs, same_text
 from ai.router.io import starter_examples_ensure
 from tenants.models import Tenant
 from tenants.services import tenant_create
@@ -35,7 +35,7 @@ class Command(BaseCommand):
             oos_rows = read_oos(oos) if oos else []
         except (ValueError, KeyError) as exc:
             raise CommandError(str(exc)) from exc
-        unknown = {p.question_1 for p in pair_rows} - {row["question"].strip() for row in faq_rows}
+        unknown = {same_text(p.question_1) for p in pair_rows} - {same_text(row["question"]) for row in faq_rows}
         if unknown:
             sys.stderr.write(f"warning: {len(unknown)} first questions of the pairs are not FAQ questions\n")
         if Tenant.objects.filter(slug=tenant).exists():
