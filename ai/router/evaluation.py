@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ai.router.decisions import Intent
-from ai.router.local import Example, ExampleSet, route_locally
+from ai.router.local import Example, ExampleSet, route_locally, share_weights
 
 DOMAIN_INTENTS = {
     "small_talk": Intent.CHAT,
@@ -136,11 +136,9 @@ def cross_validate(rows: list[Labelled], vectors: np.ndarray, per_intent: int, f
         shuffled = rng.permutation(indices)
         fold[shuffled] = np.arange(len(shuffled)) % folds
     truth, predicted, confidences = [], [], []
-    index = {id(row): i for i, row in enumerate(rows)}
     for held in range(folds):
         others = [rows[i] for i in np.flatnonzero(fold != held)]
-        drawn = draw_examples(others, per_intent, seed)
-        examples = example_set(drawn, vectors[[index[id(row)] for row in drawn]])
+        examples = example_set_of(draw_examples(others, per_intent, seed), rows, vectors)
         scored = np.flatnonzero(fold == held)
         p, c, _ = _route_all(examples, vectors[scored])
         truth += [rows[i].intent for i in scored]
@@ -149,7 +147,7 @@ def cross_validate(rows: list[Labelled], vectors: np.ndarray, per_intent: int, f
     result = scores(truth, predicted, np.array(confidences))
     out = np.array([t == Intent.ERROR for t in truth])
     if out.any() and (~out).any():
-        weights = np.where(out, OUT_OF_SCOPE_MIX / out.sum(), (1 - OUT_OF_SCOPE_MIX) / (~out).sum())
+        weights = share_weights(out, OUT_OF_SCOPE_MIX)
         sample = rng.choice(len(truth), 20000, p=weights / weights.sum())
         mixed = scores([truth[i] for i in sample], [predicted[i] for i in sample], np.array(confidences)[sample])
         result["at_out_of_scope_mix"] = {
@@ -158,6 +156,13 @@ def cross_validate(rows: list[Labelled], vectors: np.ndarray, per_intent: int, f
         }
     result["folds"] = folds
     return result
+
+
+def example_set_of(drawn: list[Labelled], rows: list[Labelled], vectors: np.ndarray) -> ExampleSet:
+    """The example set of ``drawn`` (rows of ``rows``), with their vectors taken from ``vectors``
+    (aligned with ``rows``)."""
+    index = {id(row): i for i, row in enumerate(rows)}
+    return example_set(drawn, vectors[[index[id(row)] for row in drawn]])
 
 
 def example_set(rows: list[Labelled], vectors: np.ndarray) -> ExampleSet:

@@ -57,6 +57,20 @@ class Scope(StrEnum):
     NONE = "none"
 
 
+def share_weights(out: np.ndarray, share: float) -> np.ndarray:
+    """Weights under which the rows marked ``out`` carry ``share`` of the total and the others
+    the rest, whatever their numbers (a prior on the out-of-scope share of traffic); mean 1."""
+    weights = np.where(out, share / max(out.sum(), 1), (1 - share) / max((~out).sum(), 1))
+    return weights * len(weights) / weights.sum()
+
+
+def document_distance(question: float | None, passage: float | None) -> float | None:
+    """How far a query's document evidence is above (>= 0: in scope) or below its floor: the
+    nearer of its nearest bootstrapped question and its nearest passage; None without documents."""
+    distances = [s - floor for s, floor in ((question, QUESTION_FLOOR), (passage, PASSAGE_FLOOR)) if s is not None]
+    return max(distances) if distances else None
+
+
 def document_confidence(distance: float) -> float:
     """P(the decision is right) where the tenant's documents decided the scope; ``distance``
     is how far the query's document similarity is above its floor (in scope, >= 0) or below
@@ -261,10 +275,8 @@ class ExampleSet:
         support = self.support(similarities)
         errors, evidence = self.errors[indices], self.evidence[indices]
         self.floor = self._fit_floor(support[evidence], support[errors])
-        # Each error example stands for OUT_OF_SCOPE_PRIOR / (their number) of the traffic.
-        weights = np.where(errors, OUT_OF_SCOPE_PRIOR / max(errors.sum(), 1), (1 - OUT_OF_SCOPE_PRIOR) / len(indices))
-        if errors.sum() < MIN_ERROR_EXAMPLES:
-            weights = np.ones(len(indices))
+        # The error examples stand for OUT_OF_SCOPE_PRIOR of the traffic (when there are enough).
+        weights = share_weights(errors, OUT_OF_SCOPE_PRIOR) if errors.sum() >= MIN_ERROR_EXAMPLES else None
         features, correct = [], []
         for index in indices:
             vote = self.vote(self.vectors[index], exclude=int(index))
@@ -283,13 +295,7 @@ class ExampleSet:
         values = np.concatenate([inside, outside])
         features = np.stack([values, np.ones(len(values))], axis=1)
         label = np.concatenate([np.ones(len(inside)), np.zeros(len(outside))])
-        weights = np.concatenate(
-            [
-                np.full(len(inside), (1 - OUT_OF_SCOPE_PRIOR) / len(inside)),
-                np.full(len(outside), OUT_OF_SCOPE_PRIOR / len(outside)),
-            ]
-        )
-        slope, intercept = _newton(features, label, weights * len(weights), 50, 1e-3)
+        slope, intercept = _newton(features, label, share_weights(label == 0, OUT_OF_SCOPE_PRIOR), 50, 1e-3)
         floor = -intercept / slope if slope > 0 else DEFAULT_FLOOR
         return float(np.clip(floor, *FLOOR_BOUNDS))
 
@@ -317,5 +323,5 @@ def route_locally(examples: ExampleSet, vector: np.ndarray) -> tuple[Vote, float
         raise ValueError("the router has no examples")
     vote = examples.vote(vector)
     if vote.documents is not None and vote.scope != Scope.EXAMPLES:
-        return vote, document_confidence(vote.documents - QUESTION_FLOOR)
+        return vote, document_confidence(document_distance(vote.documents, None))
     return vote, examples.calibrator(vote.features())

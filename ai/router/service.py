@@ -8,8 +8,8 @@ the one the cache already computed: routing never embeds again.
 A tenant's documents define what it may be asked. The questions bootstrapped from
 them vote with the examples (``ai.router.local``); a query still out of scope is
 asked of the documents' passages too (one nearest-chunk probe, only for such
-queries, so hits never pay it): a passage at least ``PASSAGE_FLOOR`` similar puts
-it back in scope as retrieval.
+queries, so hits never pay it): a passage at least ``local.PASSAGE_FLOOR`` similar
+puts it back in scope as retrieval.
 """
 
 import logging
@@ -23,7 +23,7 @@ from ai.rag.retrieval import retrieve
 from ai.router.decisions import CacheStrategy, Complexity, Intent, RoutingDecision
 from ai.router.examples import example_set_for
 from ai.router.llm import RouterError, llm_route
-from ai.router.local import PASSAGE_FLOOR, QUESTION_FLOOR, Scope, document_confidence, route_locally
+from ai.router.local import Scope, document_confidence, document_distance, route_locally
 from ai.router.table import route_for
 from ai.tenant_settings.models import TenantAISettings
 from catalog.selectors import price_at
@@ -43,11 +43,8 @@ def _local(tenant: Tenant, vector: np.ndarray, embedder_id: str) -> RoutingDecis
     vote, confidence = route_locally(examples, vector)
     neighbours = examples.neighbours(vote)
     if vote.scope == Scope.NONE:
-        passage = _nearest_passage(tenant, vector)
-        if passage is not None:
-            distance = passage - PASSAGE_FLOOR
-            if vote.documents is not None:
-                distance = max(distance, vote.documents - QUESTION_FLOOR)
+        distance = document_distance(vote.documents, _nearest_passage(tenant, vector))
+        if distance is not None:
             confidence = document_confidence(distance)
             if distance >= 0:  # a passage is about it: in scope after all
                 return _routed(tenant, Intent.RETRIEVAL, Complexity.MEDIUM, CacheStrategy.STANDARD, confidence,

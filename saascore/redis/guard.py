@@ -86,7 +86,7 @@ class RedisGuard:
             metrics.CACHE_ERRORS.labels(op=f"{name}_breaker_open").inc()
             return default
         loop_stall.watch()
-        for attempt in range(1, BUSY_READ_ATTEMPTS + 1):
+        for _ in range(BUSY_READ_ATTEMPTS if reads_only else 1):
             try:
                 result = await ops.arun(async_twin(self.client), op())
             except UNREACHABLE as exc:
@@ -94,15 +94,13 @@ class RedisGuard:
                     self._unreachable(name, exc)
                     return default
                 self._overloaded(name, exc)
-                if reads_only and attempt < BUSY_READ_ATTEMPTS:
-                    continue
-                return default
+                continue
             except redis.RedisError as exc:
                 self._refused(name, exc)
                 return default
             self.breaker.record_success()
             return result
-        return default  # not reached: the last attempt returns
+        return default
 
     def _unreachable(self, name: str, exc: Exception) -> None:
         self.breaker.record_failure()

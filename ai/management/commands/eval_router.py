@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from ai.cache.evaluation import stderr_progress
 from ai.embeddings import build_embedder
-from ai.router.evaluation import cross_validate, draw_examples, evaluate, example_set, label_map, load
+from ai.router.evaluation import cross_validate, draw_examples, evaluate, example_set_of, label_map, load
 
 
 def _sibling(path: Path, name: str) -> Path | None:
@@ -55,18 +55,16 @@ class Command(BaseCommand):
         drawn = draw_examples(train_rows, per_intent, seed)
 
         embedder = build_embedder({"backend": "local"})
-        texts = [row.text for row in (train_rows if cv else drawn)] + [row.text for row in scored]
+        embedded = train_rows if cv else drawn  # cross-validation draws its examples from all of train
+        texts = [row.text for row in embedded] + [row.text for row in scored]
         progress = stderr_progress("embedding")
         vectors = []
         for start in range(0, len(texts), 64):
             vectors.append(embedder.embed(texts[start : start + 64]).vectors)
             progress(min(start + 64, len(texts)), len(texts))
         matrix = np.concatenate(vectors)
-        examples_matrix, scored_matrix = matrix[: len(texts) - len(scored)], matrix[len(texts) - len(scored) :]
-        if cv:
-            index = {id(row): i for i, row in enumerate(train_rows)}
-            examples_matrix = examples_matrix[[index[id(row)] for row in drawn]]
-        result = evaluate(example_set(drawn, examples_matrix), scored, scored_matrix)
+        examples = example_set_of(drawn, embedded, matrix[: len(embedded)])
+        result = evaluate(examples, scored, matrix[len(embedded) :])
         result.update(examples=len(drawn), per_intent_examples=per_intent, train=str(train), data=str(data))
         if cv:
             result["cross_validation"] = cross_validate(train_rows, matrix[: len(train_rows)], per_intent, cv, seed)
