@@ -4,6 +4,7 @@ from saascore.conf import ai_settings
 ai_settings.REDIS_SOCKET_TIMEOUT
 """
 
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -58,6 +59,10 @@ DEFAULTS: dict[str, Any] = {
     # The naive baseline of the savings report (billing_report, the ROI figures): every
     # request answered by this model, with no cache.
     "BASELINE_MODEL": "gpt-4o",
+    # The cache's verifier when neither the tenant nor the operators activated one: a model
+    # trained on public labelled pairs, shipped with the code (ai/verifier/default/README.md).
+    # "" or None: no verifier by default (cosine and guards only).
+    "DEFAULT_VERIFIER": str(Path(__file__).resolve().parent.parent / "ai" / "verifier" / "default" / "verifier.pkl.xz"),
 }
 
 

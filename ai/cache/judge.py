@@ -27,8 +27,11 @@ class Verification:
 
 
 class Verifier(Protocol):
-    def verify(self, query: str, candidate: str, similarity: float) -> Verification | None:
-        """Accept or reject a pair; None when it has no opinion (no model, outside its band)."""
+    def verify(
+        self, query: str, candidate: str, similarity: float, *, tenant_id: int | None = None
+    ) -> Verification | None:
+        """Accept or reject a pair of ``tenant_id``'s cache; None when it has no opinion (no model,
+        outside its band)."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,7 @@ class HitJudge:
         candidate_intent: str | None = None,
         query_documents: tuple[int, ...] = (),
         candidate_documents: tuple[int, ...] = (),
+        tenant_id: int | None = None,
     ) -> Verdict:
         if similarity < threshold:
             return Verdict(False, "below_threshold", similarity)
@@ -82,7 +86,9 @@ class HitJudge:
             return Verdict(False, "intent_mismatch", similarity)
         if query_documents and candidate_documents and query_documents[0] != candidate_documents[0]:
             return Verdict(False, "evidence_disagrees", similarity)
-        if self.verifier is not None and (check := self.verifier.verify(query, candidate, similarity)):
+        if self.verifier is not None and (
+            check := self.verifier.verify(query, candidate, similarity, tenant_id=tenant_id)
+        ):
             if not check.accepted:
                 return Verdict(False, "verifier_rejected", similarity, check.score)
             return Verdict(True, "verified", similarity, check.score)

@@ -9,6 +9,7 @@ a 15-token forward pass.
 import hashlib
 import importlib.util
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,22 @@ MODELS = {
     ),
 }
 DEFAULT_MODEL = "all-minilm-l6-v2"
+# Token states kept for the verifier (ai/verifier/features.py): a query's come from the forward
+# pass that embedded it, a cached question's from its first verification. ~25 KB each.
+STATES_MEMO = 1024
+# Calls embedding at most this many texts are queries: their token states are kept.
+QUERY_BATCH = 4
+
+TokenStates = tuple[np.ndarray, np.ndarray]  # (token ids, unit token vectors), special tokens dropped
+
+
+def _unit_states(ids: np.ndarray, mask: np.ndarray, hidden: np.ndarray, row: int) -> TokenStates:
+    length = int(mask[row].sum())
+    token_ids, vectors = ids[row, 1 : length - 1], hidden[row, 1 : length - 1].astype(np.float32)  # no [CLS]/[SEP]
+    if len(token_ids) == 0:
+        token_ids, vectors = ids[row, :length], hidden[row, :length].astype(np.float32)
+    vectors /= np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-9, None)
+    return token_ids, vectors
 
 
 def package_file(package: str, relative: str) -> Path:
@@ -83,6 +100,8 @@ class OnnxEmbedder:
         counter.no_padding()
         counter.no_truncation()
         self._counter = counter
+        self._states: OrderedDict[str, TokenStates] = OrderedDict()
+        self._states_lock = threading.Lock()
 
     def token_spans(self, text: str) -> list[tuple[int, int]]:
         """Character spans of the text's tokens (no special tokens), for chunking."""
@@ -107,11 +126,36 @@ class OnnxEmbedder:
             feed["token_type_ids"] = np.zeros_like(ids)
         return self._session.run(None, feed)[0]
 
+    def token_states(self, texts: list[str], batch: int = 32) -> list[TokenStates]:
+        """Per text: its token ids and unit token vectors (from the memo, else a forward pass)."""
+        with self._states_lock:
+            found = {text: self._states[text] for text in texts if text in self._states}
+        missing = list(dict.fromkeys(text for text in texts if text not in found))
+        missing.sort(key=len)  # batches of similar length waste less padding
+        for start in range(0, len(missing), batch):
+            chunk = missing[start : start + batch]
+            ids, mask = self.encode(chunk)
+            hidden = self.hidden_states(ids, mask)
+            found.update((text, _unit_states(ids, mask, hidden, row)) for row, text in enumerate(chunk))
+            if len(chunk) <= QUERY_BATCH:
+                self._keep_states({text: found[text] for text in chunk})
+        return [found[text] for text in texts]
+
+    def _keep_states(self, states: dict[str, TokenStates]) -> None:
+        with self._states_lock:
+            for text, value in states.items():
+                self._states[text] = value
+                self._states.move_to_end(text)
+            while len(self._states) > STATES_MEMO:
+                self._states.popitem(last=False)
+
     def embed(self, texts: list[str]) -> Embeddings:
         if not texts:
             return Embeddings(np.zeros((0, self.dim), dtype=np.float32), 0)
         ids, mask = self.encode(texts)
         hidden = self.hidden_states(ids, mask)
+        if len(texts) <= QUERY_BATCH:  # a query's states, for the verifier of its semantic candidates
+            self._keep_states({text: _unit_states(ids, mask, hidden, row) for row, text in enumerate(texts)})
         if self.model.pooling == "cls":
             pooled = hidden[:, 0]
         else:

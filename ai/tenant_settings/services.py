@@ -12,8 +12,8 @@ def tenant_settings_save(*, settings: TenantAISettings, user) -> list[TenantSett
 
     Every worker's ``settings_for`` sees the change within ``AI["ROW_CACHE_SECONDS"]``.
     """
-    settings.full_clean()
     with tenant_scope(settings.tenant_id), transaction.atomic():
+        settings.full_clean()  # its unique check reads the tenant's row: inside its scope
         before = TenantAISettings.objects.for_tenant(settings.tenant_id).filter(pk=settings.pk).first()
         defaults = TenantAISettings(tenant_id=settings.tenant_id)
         previous = before or defaults

@@ -69,31 +69,17 @@ def words(text: str) -> list[str]:
 
 
 class TokenStates:
-    """Contextual token vectors of texts, from a local ONNX embedder."""
+    """Contextual token vectors of texts, from a local ONNX embedder (memoised there: a query's
+    come from the forward pass that embedded it)."""
 
     def __init__(self, embedder) -> None:
         embedder = getattr(embedder, "inner", embedder)  # through the memo to the model
         self.embedder = embedder
-        self.available = hasattr(embedder, "hidden_states") and hasattr(embedder, "encode")
+        self.available = hasattr(embedder, "token_states")
 
     def __call__(self, texts: Sequence[str], batch: int = 32) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per text: (token ids, unit token vectors) without the special tokens."""
-        # Batches of similar length waste less padding.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        by_index: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        for start in range(0, len(order), batch):
-            chosen = order[start : start + batch]
-            ids, mask = self.embedder.encode([texts[i] for i in chosen])
-            hidden = self.embedder.hidden_states(ids, mask)
-            for row, i in enumerate(chosen):
-                length = int(mask[row].sum())
-                token_ids = ids[row, 1 : length - 1]  # drop [CLS] and [SEP]
-                vectors = hidden[row, 1 : length - 1].astype(np.float32)
-                if len(token_ids) == 0:
-                    token_ids, vectors = ids[row, :length], hidden[row, :length].astype(np.float32)
-                vectors /= np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-9, None)
-                by_index[i] = (token_ids, vectors)
-        return [by_index[i] for i in range(len(texts))]
+        return self.embedder.token_states(list(texts), batch)
 
 
 class Idf:

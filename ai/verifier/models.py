@@ -1,30 +1,51 @@
-"""Labelled question pairs and the verifier models trained from them.
+"""Labelled question pairs and the verifier models trained from them, global or per tenant.
 
-Both are global, operator-curated data: a verifier learns what "the same
-question" means in general, not a tenant's questions.
+A global pair (``tenant`` NULL) is operator-curated public data; a tenant's pair
+comes from its own feedback on cached answers (``POST /api/v1/ai/feedback``) and
+teaches only that tenant's verifier. A verifier serves the tenant it was trained
+for; a global one serves every tenant without its own; with neither, the shipped
+default (ai/verifier/default/) serves.
 """
 
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from tenants.scoping import TenantOrGlobalModel
 
-class LabelledPair(models.Model):
-    """Two questions an operator marked as the same question (label 1) or not (0)."""
 
-    text_a = models.TextField(max_length=2000)
-    text_b = models.TextField(max_length=2000)
+class LabelledPair(TenantOrGlobalModel):
+    """Two questions marked as the same question (label 1) or not (0)."""
+
+    class Source(models.TextChoices):
+        OPERATOR = "operator", "Operator"
+        FEEDBACK = "feedback", "Tenant feedback"
+
+    text_a = models.TextField(max_length=2000, help_text="The question asked.")
+    text_b = models.TextField(max_length=2000, help_text="The cached question that answered it.")
     same = models.BooleanField(help_text="Checked: both ask the same question; a cache hit between them is right.")
     note = models.CharField(max_length=300, blank=True)
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.OPERATOR, editable=False)
+    request_id = models.CharField(max_length=64, blank=True, editable=False)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        indexes = [models.Index(fields=["tenant", "created_at"], name="labelledpair_tenant_created")]
+        constraints = [  # one rating per request: a second one (good, then bad) replaces it
+            models.UniqueConstraint(
+                fields=["tenant", "request_id"],
+                condition=models.Q(source="feedback") & ~models.Q(request_id=""),
+                name="labelledpair_feedback_request_uniq",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{'=' if self.same else '≠'} {self.text_a[:40]} | {self.text_b[:40]}"
 
 
-class VerifierModel(models.Model):
-    """A trained verifier (pickled ``TrainedVerifier``); at most one is active."""
+class VerifierModel(TenantOrGlobalModel):
+    """A trained verifier (pickled ``TrainedVerifier``); at most one active per tenant and one global."""
 
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     embedder_id = models.CharField(max_length=120, editable=False)
@@ -39,8 +60,14 @@ class VerifierModel(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["active"], condition=models.Q(active=True), name="verifiermodel_one_active")
+            models.UniqueConstraint(
+                fields=["tenant", "active"],
+                condition=models.Q(active=True),
+                nulls_distinct=False,
+                name="verifiermodel_one_active_per_tenant",
+            )
         ]
 
     def __str__(self) -> str:
-        return f"verifier #{self.pk} ({self.embedder_id}, {self.created_at:%Y-%m-%d %H:%M})"
+        whose = f"tenant {self.tenant_id}" if self.tenant_id else "global"
+        return f"verifier #{self.pk} ({whose}, {self.embedder_id}, {self.created_at:%Y-%m-%d %H:%M})"

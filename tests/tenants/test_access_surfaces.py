@@ -19,6 +19,7 @@ from ai.cache import CacheScope, get_cache
 from ai.rag.models import Document
 from ai.router.models import RouterExample, RouteRule, text_hash
 from ai.tenant_settings.models import TenantAISettings, TenantSettingsChange
+from ai.verifier.models import LabelledPair, VerifierModel
 from billing.models import TenantBudget, UsageRecord
 from billing.services import Usage, usage_record
 from tenants.models import Membership, Tenant
@@ -31,6 +32,7 @@ pytestmark = pytest.mark.django_db(transaction=True)  # unscoped work runs on it
 ADMIN_MODELS = [
     "tenants/membership", "tenants/apikey", "ai/document", "ai/routerexample", "ai/routerule",
     "ai/tenantaisettings", "ai/tenantsettingschange", "billing/tenantbudget", "billing/usagerecord",
+    "ai/labelledpair", "ai/verifiermodel",
 ]  # fmt: skip
 
 
@@ -64,6 +66,12 @@ def _rows_of(tenant: Tenant) -> dict[str, int]:
             ),
             "billing/tenantbudget": TenantBudget.objects.create(tenant=tenant, monthly_spend_limit=Decimal(10)),
             "billing/usagerecord": UsageRecord.objects.for_tenant(tenant).get(request_id=f"{tenant.slug}-r1"),
+            "ai/labelledpair": LabelledPair.objects.create(
+                tenant=tenant, text_a=question, text_b=f"{tenant.name} refund policy?", same=True, source="feedback"
+            ),
+            "ai/verifiermodel": VerifierModel.objects.create(
+                tenant=tenant, embedder_id="local:x", blob=b"", min_score=0.5, report={"of": tenant.slug}
+            ),
         }
     rows["tenants/apikey"], _ = make_key(tenant, name=f"key of {tenant.slug}")
     return {model: row.pk for model, row in rows.items()}
@@ -235,8 +243,7 @@ def test_django_permissions_never_widen_what_a_tenant_admin_sees(as_user, world)
     assert client.get(f"/admin/tenants/tenant/{world.bravo.pk}/change/").status_code == 404
     assert client.get(world.url(world.bravo, "ai/document")).status_code == 404
     assert client.get("/billing/", {"tenant": world.bravo.slug}).status_code == 404
-    for global_data in ("catalog/modelprice", "auth/user", "auth/group", "ai/verifiermodel", "ai/labelledpair",
-                        "django_tasks_database/dbtaskresult"):  # fmt: skip
+    for global_data in ("catalog/modelprice", "auth/user", "auth/group", "django_tasks_database/dbtaskresult"):
         assert client.get(f"/admin/{global_data}/").status_code == 403, global_data
 
 

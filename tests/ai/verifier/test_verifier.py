@@ -7,7 +7,6 @@ import os
 import numpy as np
 import pytest
 import redis
-from django.conf import settings
 from django.core.management import CommandError, call_command
 
 from ai.cache import build_cache
@@ -19,7 +18,9 @@ from ai.verifier import live
 from ai.verifier.learn import TrainedVerifier, fit_verifier, precision_cutoff
 from ai.verifier.live import ActiveVerifier, PairVerifier
 from ai.verifier.models import LabelledPair, VerifierModel
+from tenants.scoping import tenant_scope, unscoped_scope
 from tests.ai.verifier.pairs import labelled_pairs
+from tests.factories import make_tenant
 
 PAIRS = labelled_pairs()  # 200 pairs
 
@@ -87,20 +88,70 @@ def test_the_judge_follows_the_verifier_in_its_band_only(trained):
     assert strict.judge(query, candidate, 0.8, 0.85).reason == "below_threshold"
 
 
-@pytest.mark.django_db
-def test_train_verifier_learns_from_files_and_admin_pairs_and_activates(tmp_path):
+def _train(**options) -> dict:
+    out = io.StringIO()
+    call_command("train_verifier", json=True, stdout=out, stderr=io.StringIO(), **options)
+    return json.loads(out.getvalue())
+
+
+def _label(tenant, text_a, text_b, same):
+    with tenant_scope(tenant) if tenant else unscoped_scope():
+        LabelledPair.objects.create(tenant=tenant, text_a=text_a, text_b=text_b, same=same)
+
+
+def test_train_verifier_learns_from_files_and_admin_pairs_and_activates(tmp_path, transactional_db):
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in _pairs(0, 200)))
-    LabelledPair.objects.create(text_a="How do I cancel?", text_b="How can I cancel my plan?", same=True)
-    LabelledPair.objects.create(text_a="How do I cancel?", text_b="How do I upgrade?", same=False)
-    out = io.StringIO()
-    call_command("train_verifier", train=[data], activate=True, json=True, stdout=out, stderr=io.StringIO())
-    result = json.loads(out.getvalue())
-    assert result["pairs"] == 202 and result["active"] is True
-    first = VerifierModel.objects.get(pk=result["id"])
-    call_command("train_verifier", train=[data], activate=True, json=True, stdout=io.StringIO(), stderr=io.StringIO())
-    assert list(VerifierModel.objects.filter(active=True)) != [first]
-    assert VerifierModel.objects.filter(active=True).count() == 1
+    _label(None, "How do I cancel?", "How can I cancel my plan?", True)
+    _label(None, "How do I cancel?", "How do I upgrade?", False)
+    result = _train(train=[data], activate=True)
+    assert result["pairs"] == 202 and result["active"] is True and result["tenant"] is None
+    _train(train=[data], activate=True)
+    active = VerifierModel.objects.global_rows().filter(active=True)
+    assert active.count() == 1 and active.get().pk != result["id"]
+
+
+def test_a_tenants_verifier_learns_from_its_own_feedback_only(tmp_path, transactional_db):
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in _pairs(0, 100)))
+    alpha, bravo = make_tenant(), make_tenant()
+    _label(None, "How do I cancel?", "How can I cancel my plan?", True)
+    for n in range(3):
+        _label(alpha, f"Where is invoice {n}?", f"Where do I find invoice {n}?", True)
+    for n in range(7):
+        _label(bravo, f"Bravo secret {n}?", f"Bravo other {n}?", False)
+    result = _train(train=[data], tenant=alpha.slug, activate=True)
+    assert result["pairs"] == 100 + 1 + 3  # the files, the global pair, alpha's own: never bravo's
+    with tenant_scope(alpha):
+        assert VerifierModel.objects.filter(active=True).get().tenant_id == alpha.pk
+    with tenant_scope(bravo):  # bravo sees no model of alpha's
+        assert not VerifierModel.objects.filter(active=True).exists()
+    with pytest.raises(CommandError, match="No tenant"):
+        _train(train=[data], tenant="no-such-tenant")
+
+
+def test_each_tenant_is_judged_by_its_own_verifier_else_the_global_one(
+    trained, monkeypatch, settings, transactional_db
+):
+    monkeypatch.setattr(live, "REFRESH_SECONDS", 0.0)
+    settings.AI = {"DEFAULT_VERIFIER": ""}
+    alpha, bravo = make_tenant(), make_tenant()
+    embedder = get_embedder()
+    blob = trained.to_bytes()
+    with unscoped_scope():
+        VerifierModel.objects.create(embedder_id=embedder.id, blob=blob, min_score=0.0, active=True)  # accepts all
+    with tenant_scope(alpha):
+        own = VerifierModel.objects.create(
+            tenant=alpha, embedder_id=embedder.id, blob=blob, min_score=1.01, active=True
+        )
+    pair = ("How do I reset my password?", "How can I change my password?", 0.9)
+    assert ActiveVerifier().verify(*pair, tenant_id=alpha.pk).accepted is False  # its own: rejects
+    assert ActiveVerifier().verify(*pair, tenant_id=bravo.pk).accepted is True  # the global one
+    assert ActiveVerifier().current(alpha.pk).name == f"#{own.pk}"
+    with tenant_scope(alpha):
+        own.active = False
+        own.save()
+    assert ActiveVerifier().verify(*pair, tenant_id=alpha.pk).accepted is True
 
 
 @pytest.mark.django_db
@@ -111,10 +162,10 @@ def test_train_verifier_needs_pairs(tmp_path):
         call_command("train_verifier", train=[tmp_path / "missing.jsonl"])
 
 
-@pytest.mark.django_db
-def test_the_live_cache_follows_the_operators_active_verifier(trained, monkeypatch):
+def test_the_live_cache_follows_the_operators_active_verifier(trained, monkeypatch, settings, transactional_db):
     """Activating a verifier turns a borderline semantic hit into a miss; retiring it brings the hit back."""
     monkeypatch.setattr(live, "REFRESH_SECONDS", 0.0)
+    settings.AI = {"DEFAULT_VERIFIER": ""}
     embedder = get_embedder()
     cache = build_cache(redis.Redis.from_url(settings.REDIS_URL), judge=HitJudge(verifier=ActiveVerifier()))
     scope = CacheScope(int.from_bytes(os.urandom(4), "big"), embedder.id)
@@ -126,21 +177,24 @@ def test_the_live_cache_follows_the_operators_active_verifier(trained, monkeypat
     threshold = similarity - 0.05
     assert cache.lookup_semantic(scope, generation, asked, vectors[1], threshold).hit is not None
 
-    record = VerifierModel.objects.create(
-        embedder_id=embedder.id, blob=trained.to_bytes(), min_score=1.01, verify_below=0.999, active=True
-    )
+    with unscoped_scope():
+        record = VerifierModel.objects.create(
+            embedder_id=embedder.id, blob=trained.to_bytes(), min_score=1.01, verify_below=0.999, active=True
+        )
     refused = cache.lookup_semantic(scope, generation, asked, vectors[1], threshold)
     assert refused.hit is None and refused.reason == "verifier_rejected"
 
-    record.active = False
-    record.save()
+    with unscoped_scope():
+        record.active = False
+        record.save()
     assert cache.lookup_semantic(scope, generation, asked, vectors[1], threshold).hit is not None
 
 
-@pytest.mark.django_db
-def test_a_verifier_from_another_embedder_is_not_used(trained, monkeypatch):
+def test_a_verifier_from_another_embedder_is_not_used(trained, monkeypatch, settings, transactional_db):
     monkeypatch.setattr(live, "REFRESH_SECONDS", 0.0)
+    settings.AI = {"DEFAULT_VERIFIER": ""}
     other = TrainedVerifier.from_bytes(trained.to_bytes())
     other.embedder_id = "openai:other"
-    VerifierModel.objects.create(embedder_id="openai:other", blob=other.to_bytes(), min_score=1.01, active=True)
+    with unscoped_scope():
+        VerifierModel.objects.create(embedder_id="openai:other", blob=other.to_bytes(), min_score=1.01, active=True)
     assert ActiveVerifier().verify("a", "b", 0.9) is None
