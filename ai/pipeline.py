@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from ai.cache import CacheHit, CacheScope, SemanticCache, get_cache
 from ai.cache.entries import CacheEntry
 from ai.cache.keys import query_hash
-from ai.cache.pii import personal_data_outside
+from ai.cache.pii import personal_data_kinds, personal_data_outside
 from ai.cache.singleflight import Flight
 from ai.context import NOTHING_SPENT, CacheControl, QueryContext, QueryResult, Routed, Spent, context_digest
 from ai.embeddings import get_embedder
@@ -84,9 +84,10 @@ async def _hit(ctx: QueryContext, hit: CacheHit, routed: Routed | None = None) -
         saved_input_tokens=entry.input_tokens,
         saved_output_tokens=entry.output_tokens,
         cached_question=entry.query[:500],
+        cache_key=ctx.scope.entry_id(qhash := hit.member or query_hash(ctx.query)),
+        asked_question="" if personal_data_kinds(ctx.query) else ctx.query[:500],
     )
     row = await _record(ctx, usage)
-    qhash = hit.member or query_hash(ctx.query)
     return QueryResult(
         response=entry.response,
         source="cache",
@@ -236,8 +237,15 @@ async def _complete(ctx: QueryContext, cache: SemanticCache, miss: Miss) -> Quer
         if miss.flight is not None:
             await miss.flight.arelease()
     tokens = {"input_tokens": answer.input_tokens, "output_tokens": answer.output_tokens}
-    row = await _record(ctx, routed.spent.usage(ctx, source="llm", model=answer.model, **tokens))
+    row = await _record(
+        ctx, routed.spent.usage(ctx, source="llm", model=answer.model, **tokens, **_stored_as(ctx, stored))
+    )
     return _missed(ctx, routed, answer, stored, row)
+
+
+def _stored_as(ctx: QueryContext, stored: str) -> dict:
+    """The ledger's cache key of an answer the cache took (feedback on it evicts it)."""
+    return {"cache_key": ctx.scope.entry_id(query_hash(ctx.query))} if stored == "stored" else {}
 
 
 def _missed(ctx: QueryContext, routed: Routed, answer: Generation, stored: str, row: dict) -> QueryResult:

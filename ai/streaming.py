@@ -40,6 +40,7 @@ from ai.pipeline import (
     _lookup,
     _record,
     _store,
+    _stored_as,
     _usage_dict,
 )
 from ai.rag.retrieval import retrieve
@@ -144,7 +145,9 @@ async def _settle(
             metrics.query_count(tenant=ctx.tenant, source="error", seconds=seconds)
             return
         tokens = {"input_tokens": answer.input_tokens, "output_tokens": answer.output_tokens}
-        row = await _record(ctx, routed.spent.usage(ctx, source="llm", model=answer.model, **tokens))
+        row = await _record(
+            ctx, routed.spent.usage(ctx, source="llm", model=answer.model, **tokens, **_stored_as(ctx, live.stored))
+        )
         live.usage = _usage_dict(row)
         metrics.query_count(tenant=ctx.tenant, source="llm", seconds=seconds)
         logger.info(

@@ -43,6 +43,12 @@ class UsageRecord(TenantOwnedModel):
     cached_question = models.CharField(max_length=500, blank=True)
     # The end user the tenant named (``user_id`` on /api/v1/ai/query, ``user`` on /v1/), as given.
     end_user = models.CharField(max_length=128, blank=True, default="")
+    # The cache entry that answered (a hit) or that the answer was stored as (a miss), as the client
+    # saw it (``x-saascore-cache-key``): what feedback on this request evicts.
+    cache_key = models.CharField(max_length=64, blank=True, default="")
+    # For hits: the question asked, unless it holds personal data: feedback on the hit labels the
+    # pair (asked, cached question) for the tenant's verifier.
+    asked_question = models.CharField(max_length=500, blank=True, default="")
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["tenant", "request_id"], name="usage_tenant_request_uniq")]

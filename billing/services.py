@@ -48,6 +48,8 @@ class Usage:
     saved_output_tokens: int = 0
     cached_question: str = ""
     end_user: str = ""  # the caller's end user (``user_id``, OpenAI's ``user``), for attribution
+    cache_key: str = ""  # the cache entry that answered or was stored (feedback evicts it)
+    asked_question: str = ""  # a hit's question, when it holds no personal data (feedback labels it)
 
 
 def price_usage(usage: Usage, when: datetime) -> tuple[Decimal, Decimal]:
@@ -149,7 +151,7 @@ def spool_unwritten(row: dict) -> None:
         spool(row)
     except OSError as exc:  # the disk refuses too: this log line is the row's last record
         metrics.USAGE_SPOOL.labels(event="lost").inc()
-        values = {key: str(value) for key, value in row.items() if key != "cached_question"}
+        values = {key: str(value) for key, value in row.items() if key not in ("cached_question", "asked_question")}
         logger.critical("usage row NOT recorded, the spool refused it (%s): %s", exc, values)
         return
     metrics.USAGE_SPOOL.labels(event="spooled").inc()

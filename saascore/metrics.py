@@ -49,6 +49,12 @@ CACHE_INVALIDATIONS_PENDING = Gauge(
     "(the most in any live worker).",
     multiprocess_mode="livemax",
 )
+CACHE_FEEDBACK = Counter(
+    "saascore_cache_feedback_total",
+    "Ratings of answers (POST /api/v1/ai/feedback) by rating (good|bad) and what they did: evicted (a bad "
+    "rating dropped a cached entry), labelled (a pair recorded for the tenant's verifier), recorded (neither).",
+    ["rating", "outcome"],
+)
 CACHE_SINGLE_FLIGHT = Counter("saascore_cache_single_flight_total", "Single-flight outcomes on a miss.", ["outcome"])
 
 ROUTER_CONFIDENCE = Histogram(

@@ -69,4 +69,40 @@ class CacheScope:
         return f"{self.digest}.{qhash}"
 
 
+@dataclass(frozen=True)
+class EntryId:
+    """An entry as a client names it (``CacheScope.entry_id``): its scope's digest and query
+    hash. Meaningful only with the tenant of the API key presenting it."""
+
+    scope: str
+    qhash: str
+
+    @classmethod
+    def parse(cls, text: str) -> "EntryId":
+        """Raises ValueError unless ``text`` has the shape the API hands out."""
+        match = _ENTRY_ID.fullmatch(text or "")
+        if match is None:
+            raise ValueError("not a cache key this API handed out")
+        return cls(match["scope"], match["qhash"])
+
+    def within(self, tenant_id: int) -> "_NamedScope":
+        return _NamedScope(tenant_id, self.scope)
+
+
+@dataclass(frozen=True)
+class _NamedScope:
+    """A scope known by its digest only (the vector index's keys need no more)."""
+
+    tenant_id: int
+    digest: str
+
+    def vectorset_key(self, generation: int) -> str:
+        return keys.vectorset_key(self.tenant_id, generation, self.digest)
+
+    def entry_key(self, qhash: str) -> str:
+        return keys.entry_key(self.tenant_id, self.digest, qhash)
+
+
+_ENTRY_ID = re.compile(r"(?P<scope>[0-9a-f]{16})\.(?P<qhash>[0-9a-f]{32})")
+
 generation_key = keys.generation_key

@@ -33,12 +33,13 @@ import redis
 from ai.cache.backends import VectorIndex
 from ai.cache.entries import FETCH_FIELDS, VECTOR_FIELD, CacheEntry
 from ai.cache.judge import HitJudge, Verdict
-from ai.cache.keys import CacheScope, generation_key, query_hash
+from ai.cache.keys import CacheScope, EntryId, generation_key, query_hash
 from ai.cache.pending import PENDING, PendingTenants
 from ai.cache.pii import personal_data_kinds, personal_data_outside
 from ai.cache.singleflight import Flight, atake_off, take_off
 from saascore import metrics
 from saascore.pools import in_cpu
+from saascore.redis import keys
 from saascore.redis.breaker import CircuitBreaker
 from saascore.redis.guard import RedisGuard
 from saascore.redis.ops import Batch, Compute, Op, ok, one
@@ -75,22 +76,46 @@ return string.format('%d', nxt)
 
 
 # The exact-tier alias of a semantic hit: the entry's fields but its vector, under the
-# question's own key, expiring when the original does (no alias of a vanished entry).
-_ALIAS = """
+# question's own key, expiring when the original does (no alias of a vanished entry). The
+# alias names its original (ALIAS_OF) and the original lists its aliases (ALIAS_MARK fields),
+# so that evicting either drops both and every other alias (``_EVICT``).
+ALIAS_OF = "src"
+ALIAS_MARK = "al:"
+_ALIAS = f"""
 local ttl = redis.call('PTTL', KEYS[1])
 if ttl <= 0 then return 0 end
 local fields = redis.call('HGETALL', KEYS[1])
-local copy = {}
+local copy = {{}}
 for i = 1, #fields, 2 do
-  if fields[i] ~= ARGV[1] then
+  if fields[i] ~= ARGV[1] and string.sub(fields[i], 1, {len(ALIAS_MARK)}) ~= '{ALIAS_MARK}' then
     copy[#copy + 1] = fields[i]
     copy[#copy + 1] = fields[i + 1]
   end
 end
 redis.call('DEL', KEYS[2])
-redis.call('HSET', KEYS[2], unpack(copy))
+redis.call('HSET', KEYS[2], '{ALIAS_OF}', ARGV[2], unpack(copy))
 redis.call('PEXPIRE', KEYS[2], ttl)
+redis.call('HSET', KEYS[1], '{ALIAS_MARK}' .. ARGV[3], 1)
 return 1
+"""
+# Evict an entry the client named (an original or an alias: ARGV[1] is the scope's key prefix,
+# ARGV[2] the named entry's hash), unless it was stored after ARGV[3] (a time; '' for any): the
+# original, and every alias of it, in one step. Returns {keys deleted, the original's hash, its generation}.
+_EVICT = f"""
+local original, qhash = KEYS[1], ARGV[2]
+local source = redis.call('HGET', KEYS[1], '{ALIAS_OF}')
+if source then original, qhash = ARGV[1] .. source, source end
+local stored = tonumber(redis.call('HGET', original, 'ca') or '0') or 0
+if ARGV[3] ~= '' and stored > tonumber(ARGV[3]) then return {{0, qhash, ''}} end
+local generation = redis.call('HGET', original, 'g')
+local dropped = {{KEYS[1]}}
+if original ~= KEYS[1] then dropped[#dropped + 1] = original end
+for _, name in ipairs(redis.call('HKEYS', original)) do
+  if string.sub(name, 1, {len(ALIAS_MARK)}) == '{ALIAS_MARK}' then
+    dropped[#dropped + 1] = ARGV[1] .. string.sub(name, {len(ALIAS_MARK) + 1})
+  end
+end
+return {{redis.call('DEL', unpack(dropped)), qhash, generation or ''}}
 """
 
 # How long a cache whose server could not be asked waits before asking again.
@@ -290,11 +315,13 @@ class SemanticCache:
         if not live:
             return Lookup(None, generation, "miss")
         # The judge may ask the verifier (CPU, milliseconds): off the event loop in the async driver.
-        return (yield Compute(lambda: self._judge(live, generation, query, vector, threshold, intent, documents)))
+        return (
+            yield Compute(lambda: self._judge(scope, live, generation, query, vector, threshold, intent, documents))
+        )
 
     def _judge(
-        self, live: list, generation: int, query: str, vector: np.ndarray, threshold: float, intent: str | None,
-        documents: tuple[int, ...],
+        self, scope: CacheScope, live: list, generation: int, query: str, vector: np.ndarray, threshold: float,
+        intent: str | None, documents: tuple[int, ...],
     ) -> Lookup:  # fmt: skip
         # Exact cosine from the stored float32 vectors: the same number on every backend.
         similarities = np.stack([e.vector for _, e in live]) @ np.asarray(vector, dtype=np.float32)
@@ -303,7 +330,7 @@ class SemanticCache:
             (member, entry), similarity = live[position], float(similarities[position])
             verdict = self.judge.judge(
                 query, entry.query, similarity, threshold, query_intent=intent, candidate_intent=entry.intent,
-                query_documents=documents, candidate_documents=entry.about,
+                query_documents=documents, candidate_documents=entry.about, tenant_id=scope.tenant_id,
             )  # fmt: skip
             if verdict.hit:
                 hit = CacheHit(entry, "semantic", similarity, threshold, member=member)
@@ -372,13 +399,38 @@ class SemanticCache:
         original lives, so its repeats skip the embedding and the search."""
         if hit.member is None or query_hash(query) == hit.member:
             return False
-        source, alias = scope.entry_key(hit.member), scope.entry_key(query_hash(query))
+        qhash = query_hash(query)
+        source, alias = scope.entry_key(hit.member), scope.entry_key(qhash)
 
         def op() -> Op[bool]:
-            (reply,) = yield one("EVAL", _ALIAS, 2, source, alias, VECTOR_FIELD)
+            (reply,) = yield one("EVAL", _ALIAS, 2, source, alias, VECTOR_FIELD, hit.member, qhash)
             return bool(ok(reply))
 
         return await self.guard.arun("alias", op, False)
+
+    async def aevict(self, tenant_id: int, entry_id: str, *, stored_by: float | None = None) -> int | None:
+        """Drop the entry a client names by its ``x-saascore-cache-key`` (``EntryId``) from every
+        tier: the exact key, the original behind an alias, every alias, the vector; with
+        ``stored_by`` (a time), only an entry stored by then (not a newer answer under the same key).
+        Returns the keys deleted (0: nothing to drop), None if Redis could not be asked."""
+        named = EntryId.parse(entry_id)
+        prefix = keys.entry_prefix(tenant_id, named.scope)
+        index = await self.aindex()
+
+        def op() -> Op[int]:
+            (reply,) = yield one(
+                "EVAL", _EVICT, 1, keys.entry_key(tenant_id, named.scope, named.qhash), prefix, named.qhash,
+                "" if stored_by is None else repr(stored_by),
+            )  # fmt: skip
+            deleted, qhash, generation = ok(reply)
+            generation = generation.decode() if isinstance(generation, bytes) else generation
+            if index is not None and generation:
+                qhash = qhash.decode() if isinstance(qhash, bytes) else qhash
+                if forget := index.remove_commands(named.within(tenant_id), int(generation), [qhash]):
+                    yield Batch(forget)
+            return int(deleted)
+
+        return await self.guard.arun("evict", op, None)
 
     def store_many(
         self, scope: CacheScope, generation: int, entries: list[tuple[CacheEntry, np.ndarray | None]], *, ttl: int,
