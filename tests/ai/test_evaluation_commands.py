@@ -156,3 +156,49 @@ def test_eval_e2e_loads_a_fresh_tenant_and_scores_rephrasings_hits_and_refusals(
     assert result["oos_refused_rate"] == 1.0 and result["router_calibration_error"] is not None
     with pytest.raises(CommandError, match="exists"):
         call_command("eval_e2e", faq=faq, pairs=pairs, tenant="e2e-cats", stdout=io.StringIO())
+
+
+def _feedback_pairs(tenant, rows):
+    from ai.verifier.models import LabelledPair
+    from tenants.scoping import tenant_scope
+
+    with tenant_scope(tenant):
+        LabelledPair.objects.bulk_create(
+            LabelledPair(
+                tenant=tenant, text_a=r["text_a"], text_b=r["text_b"], same=bool(r["label"]), source="feedback"
+            )
+            for r in rows
+        )
+
+
+def test_eval_cache_chooses_and_saves_a_tenants_thresholds_from_its_own_pairs(transactional_db):
+    from ai.tenant_settings.models import TenantSettingsChange
+    from ai.tenant_settings.selectors import settings_for
+    from tenants.scoping import tenant_scope
+    from tests.factories import make_tenant
+
+    alpha, bravo = make_tenant(), make_tenant()
+    _feedback_pairs(alpha, labelled_pairs()[:80])
+    _feedback_pairs(bravo, [{"text_a": "Where is my bill?", "text_b": "Where is my bill?", "label": 0}] * 30)
+
+    out = io.StringIO()
+    call_command("eval_cache", tenant=alpha.slug, target_precision=0.8, json=True, stdout=out, stderr=io.StringIO())
+    dry = json.loads(out.getvalue())
+    assert dry["pairs"] == 80 and dry["applied"] == []  # bravo's pairs never count for alpha
+    assert dry["standard"] is not None and dry["chosen_on_all"]["precision"] >= 0.8
+    assert dry["standard"] <= dry["strict"] and set(dry["cross_validated"]) == {"folds", "hits", "precision", "recall"}
+    assert settings_for(alpha).threshold_standard == 0.90  # not saved without --apply
+
+    out = io.StringIO()
+    call_command("eval_cache", tenant=alpha.slug, target_precision=0.8, apply=True, stdout=out, stderr=io.StringIO())
+    assert "saved: threshold_standard" in out.getvalue()
+    with tenant_scope(alpha):
+        changed = set(TenantSettingsChange.objects.values_list("field", "new_value"))
+    assert ("threshold_standard", str(dry["standard"])) in changed  # through the audited settings service
+    with tenant_scope(bravo):
+        assert not TenantSettingsChange.objects.exists()
+
+    with pytest.raises(CommandError, match="at least 20 labelled pairs"):
+        call_command("eval_cache", tenant=make_tenant().slug, stdout=io.StringIO(), stderr=io.StringIO())
+    with pytest.raises(CommandError, match="needs --tenant"):
+        call_command("eval_cache", data=__file__, apply=True, stdout=io.StringIO(), stderr=io.StringIO())

@@ -1,4 +1,6 @@
 import time
+from copy import copy
+from json import dumps
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
@@ -14,9 +16,13 @@ from ai.cache.evaluation import (
     stderr_progress,
 )
 from ai.cache.judge import HitJudge
-from ai.embeddings import build_embedder
+from ai.cache.tuning import GRID, choose_thresholds
+from ai.embeddings import build_embedder, get_embedder
 from ai.router.io import STARTER_EXAMPLES, parse_lines
 from ai.router.local import Example, ExampleSet, route_locally
+from ai.tenant_settings.selectors import settings_for
+from ai.tenant_settings.services import tenant_settings_save
+from tenants.commands import tenant_from_slug
 
 STEPS = {
     "cosine": "cosine similarity only",
@@ -33,7 +39,12 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--data", required=True, type=Path, help="pairs to score (never trained on)")
+        parser.add_argument("--data", type=Path, help="pairs to score (never trained on)")
+        parser.add_argument(
+            "--tenant", help="slug: choose this tenant's thresholds from its labelled pairs (feedback, admin) for "
+            "--target-precision at the highest recall, with its live verifier; --apply saves them (audited)"
+        )  # fmt: skip
+        parser.add_argument("--apply", action="store_true", help="with --tenant: save the chosen thresholds")
         parser.add_argument("--train", type=Path, help="labelled pairs for any step that learns")
         parser.add_argument("--embedder", default="local", help="'local', 'local:<model>' or 'openai:<model>'")
         parser.add_argument("--thresholds", default=",".join(str(t) for t in DEFAULT_THRESHOLDS))
@@ -48,8 +59,14 @@ class Command(BaseCommand):
         )
         parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
-    def handle(self, *args, data: Path, train: Path | None, embedder: str, thresholds: str, limit, steps, json: bool,
-               **options):  # fmt: skip
+    def handle(self, *args, data: Path | None, train: Path | None, embedder: str, thresholds: str, limit, steps,
+               json: bool, **options):  # fmt: skip
+        if options["tenant"]:
+            return self._tune(options["tenant"], data, options["target_precision"], apply=options["apply"], json=json)
+        if data is None:
+            raise CommandError("Name the pairs to score with --data (or a tenant to tune with --tenant)")
+        if options["apply"]:
+            raise CommandError("--apply saves a tenant's thresholds: it needs --tenant")
         for path in (data, train):
             if path is not None and not path.exists():
                 raise CommandError(f"No such file: {path}")
@@ -117,6 +134,60 @@ class Command(BaseCommand):
             learn, model, target_precision=options["target_precision"], min_similarity=options["min_similarity"]
         )
         return PairVerifier(trained, model, trained.min_score)
+
+    def _tune(self, slug: str, data: Path | None, target: float, *, apply: bool, json: bool) -> None:
+        """Choose (and with ``apply`` save) a tenant's thresholds from its labelled pairs."""
+        from ai.management.commands.train_verifier import labelled_pairs
+        from ai.verifier.live import ActiveVerifier
+
+        tenant = tenant_from_slug(slug)
+        if data is not None and not data.exists():
+            raise CommandError(f"No such file: {data}")
+        pairs = labelled_pairs(tenant.pk) + (load_pairs(data) if data else [])
+        model = get_embedder()
+        a, b = pair_vectors(model, pairs, progress=stderr_progress("embedding"))
+        verifier = ActiveVerifier().current(tenant.pk)
+        try:
+            choice = choose_thresholds(HitJudge(verifier=verifier), pairs, similarities(a, b), target)
+        except ValueError as error:
+            raise CommandError(f"{error}; tenant {slug} has {len(pairs)}") from error
+        applied = []
+        if apply and choice.standard is not None:
+            settings = copy(settings_for(tenant))  # the row cache's object is shared: change a copy
+            settings.threshold_standard, settings.threshold_strict = choice.standard, choice.strict
+            applied = [
+                f"{c.field}: {c.old_value} -> {c.new_value}" for c in tenant_settings_save(settings=settings, user=None)
+            ]
+        result = {
+            "tenant": slug, "pairs": len(pairs), "positives": sum(p.label for p in pairs), "target_precision": target,
+            "verifier": verifier.name if verifier else None, **choice.as_dict(), "applied": applied,
+        }  # fmt: skip
+        if json:
+            self.stdout.write(dumps(result, indent=2))
+            return
+        self.stdout.write(_tuned_summary(result, apply=apply))
+
+
+def _tuned_summary(result: dict, *, apply: bool) -> str:
+    if result["standard"] is None:
+        return (
+            f"No threshold up to {GRID[-1]} reaches precision {result['target_precision']} on the "
+            f"{result['pairs']} labelled pairs of {result['tenant']}: nothing chosen."
+        )
+    cv, chosen = result["cross_validated"], result["chosen_on_all"]
+    lines = [
+        f"{result['tenant']}: {result['pairs']} labelled pairs ({result['positives']} same), verifier "
+        f"{result['verifier'] or 'none'}, target precision {result['target_precision']}",
+        f"  standard threshold {result['standard']:.2f} (strict {result['strict']:.2f}): on all pairs precision "
+        f"{chosen['precision']:.3f}, recall {chosen['recall']:.3f}",
+        f"  {cv['folds']}-fold cross-validated: precision {cv['precision']:.3f}, recall {cv['recall']:.3f} "
+        f"({cv['hits']} hits)",
+    ]
+    if apply:
+        lines.append("  saved: " + ("; ".join(result["applied"]) or "no change"))
+    else:
+        lines.append("  not saved (--apply saves them)")
+    return "\n".join(lines)
 
 
 def _embedder(spec: str):
