@@ -4,8 +4,8 @@ the API runs), with no hand-written router examples.
 
 1. A fresh tenant loads the FAQ through ``load_jsonl`` (questions become document titles).
 2. Every FAQ question of the pairs is asked once: its answer fills the cache.
-3. Every second question of the pairs is asked once. A cache hit is right when the document
-   it was answered from (the cached answer's first citation) is the FAQ entry the question
+3. Every second question of the pairs is asked once. A cache hit is right when the cached
+   question that answered it (the ledger's ``cached_question``) is the FAQ question it
    rephrases: its own pair's ``question_1`` in a similar pair, or, for a dissimilar pair, the
    entry a similar pair gives it (none: every hit of it is wrong).
 4. ``--oos`` questions (no FAQ entry covers them) are asked once: refused (routed out of
@@ -30,7 +30,10 @@ import numpy as np
 
 from ai.pipeline import answer_query
 from ai.router.evaluation import expected_calibration_error
+from billing.models import UsageRecord
+from saascore.pools import in_db
 from tenants.models import Tenant
+from tenants.scoping import tenant_scope
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ class Pair:
 class Asked:
     question: str
     hit: str | None  # "exact" | "semantic" | None
+    cached_question: str | None  # a hit's cached question
     document: str | None  # title of the first cited document
     out_of_scope: bool
     bypassed: bool
@@ -94,12 +98,20 @@ def same_text(text: str | None) -> str | None:
     return " ".join(text.split()) if text is not None else None
 
 
+def _cached_question(tenant: Tenant, request_id: str) -> str:
+    with tenant_scope(tenant):
+        return UsageRecord.objects.for_tenant(tenant).get(request_id=request_id).cached_question
+
+
 async def _ask(tenant: Tenant, question: str) -> Asked:
-    result = await answer_query(tenant=tenant, query=question, user_id=None, request_id=str(uuid.uuid4()))
+    request_id = str(uuid.uuid4())
+    result = await answer_query(tenant=tenant, query=question, user_id=None, request_id=request_id)
     routing = result.routing or {}
+    tier = result.cache.get("tier")
     return Asked(
         question=question,
-        hit=result.cache.get("tier"),
+        hit=tier,
+        cached_question=same_text(await in_db(_cached_question, tenant, request_id)) if tier else None,
         document=same_text(result.citations[0]["document"]) if result.citations else None,
         out_of_scope=routing.get("intent") == "error",
         bypassed=result.source == "llm" and result.cache.get("threshold") is None,
@@ -136,7 +148,7 @@ def summarise(pairs: list[Pair], run: Run) -> dict:
     entry = entries_of(pairs)
     rephrasings = [run.second[q] for q in entry if q in run.second]
     hits = [a for a in run.second.values() if a.hit]
-    right_hits = [a for a in hits if a.document is not None and a.document == entry.get(a.question)]
+    right_hits = [a for a in hits if a.cached_question is not None and a.cached_question == entry.get(a.question)]
     confidences, correct = [], []
     for asked, right in [(a, not a.out_of_scope) for a in rephrasings] + [(a, a.out_of_scope) for a in run.oos]:
         if asked.confidence is not None:

@@ -1,11 +1,18 @@
-"""Dev data for ``manage.py eval_e2e`` from CLINC150: each of N intents becomes an FAQ entry
-(its question one training phrasing, its answer the intent's name and two more training
-phrasings), rephrasings come from the validation phrasings of the same intent (similar
-pairs) and of another chosen intent (dissimilar pairs).
+"""Dev data for ``manage.py eval_e2e``, written to ``--out`` (faq.jsonl and pairs.csv).
+
+From CLINC150 (the default): each of N intents becomes an FAQ entry (its question one
+training phrasing, its answer the intent's name and two more training phrasings),
+rephrasings come from the validation phrasings of the same intent (similar pairs) and of
+another chosen intent (dissimilar pairs).
+
+With ``--covid``: the COVID FAQ and our own 150 questions about it
+(bench/data/covid_faq_rephrasings.jsonl: 100 rephrasings of 50 entries, 50 near-misses),
+joined with the FAQ's questions here, so the repository holds only our own text.
 
     python bench/faq_pairs.py --out var/faq-dev --intents 60
-    python manage.py eval_e2e --faq var/faq-dev/faq.jsonl --pairs var/faq-dev/pairs.csv \\
-        --oos ../shared/data/clinc150/oos_val.jsonl --tenant faq-dev-1
+    python bench/faq_pairs.py --covid --out var/covid-dev
+    python manage.py eval_e2e --faq var/covid-dev/faq.jsonl --pairs var/covid-dev/pairs.csv \\
+        --oos ../shared/data/clinc150/oos_val.jsonl --tenant covid-dev-1
 """
 
 import argparse
@@ -15,7 +22,28 @@ import random
 from collections import defaultdict
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "clinc150"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+DATA = SHARED / "clinc150"
+COVID_FAQ = SHARED / "covid_faq" / "faq.jsonl"
+COVID_REPHRASINGS = Path(__file__).resolve().parent / "data" / "covid_faq_rephrasings.jsonl"
+
+
+def covid(out: Path, faq_path: Path = COVID_FAQ) -> tuple[int, int]:
+    """The COVID FAQ and the pairs of our rephrasings (``entry``: the FAQ line they are about)."""
+    lines = [line for line in faq_path.read_text().splitlines() if line.strip()]
+    faq = [json.loads(line) for line in lines]
+    rows = [json.loads(line) for line in COVID_REPHRASINGS.read_text().splitlines() if line.strip()]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "faq.jsonl").write_text("".join(line + "\n" for line in lines))
+    _write_pairs(out, [(faq[r["entry"]]["question"].strip(), r["question"], int(r["similar"])) for r in rows])
+    return len(faq), len(rows)
+
+
+def _write_pairs(out: Path, pairs: list[tuple[str, str, int]]) -> None:
+    with (out / "pairs.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["question_1", "question_2", "similar"])
+        writer.writerows(pairs)
 
 
 def _by_intent(path: Path) -> dict[str, list[str]]:
@@ -34,7 +62,12 @@ def main() -> None:
     parser.add_argument("--intents", type=int, default=60)
     parser.add_argument("--similar", type=int, default=3, help="rephrasings per entry")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--covid", action="store_true", help="the COVID FAQ and our rephrasings of it")
     args = parser.parse_args()
+    if args.covid:
+        entries, pairs = covid(args.out)
+        print(f"{entries} FAQ entries, {pairs} pairs in {args.out}")
+        return
     rng = random.Random(args.seed)
     train, val = _by_intent(args.data / "train.jsonl"), _by_intent(args.data / "val.jsonl")
     chosen = rng.sample(sorted(train), args.intents)
@@ -50,10 +83,7 @@ def main() -> None:
         other = rng.choice([o for o in chosen if o != entry["intent"]])
         pairs.append((entry["question"], rng.choice(val[other]), 0))
     (args.out / "faq.jsonl").write_text("".join(json.dumps(row) + "\n" for row in faq))
-    with (args.out / "pairs.csv").open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["question_1", "question_2", "similar"])
-        writer.writerows(pairs)
+    _write_pairs(args.out, pairs)
     print(f"{len(faq)} FAQ entries, {len(pairs)} pairs in {args.out}")
 
 
