@@ -14,8 +14,9 @@ from ai.cache import CacheScope
 from ai.embeddings import Embedder
 from ai.router.decisions import RoutingDecision
 from ai.tenant_settings.models import TenantAISettings
+from billing.key_admission import KeyAdmission, allowed_chain
 from billing.services import Usage, price_usage
-from tenants.models import Tenant
+from tenants.models import ApiKey, Tenant
 
 
 @dataclass
@@ -80,6 +81,25 @@ def context_digest(*, history: tuple[dict, ...] = (), model: str | None = None, 
 
 
 @dataclass(frozen=True)
+class Caller:
+    """Who asks besides the tenant: the API key (its own limits) and the caller's tags."""
+
+    api_key: ApiKey | None = None
+    tags: tuple[str, ...] = ()
+
+    @property
+    def api_key_id(self) -> int | None:
+        return self.api_key.pk if self.api_key else None
+
+    def chain(self, chain: list[str]) -> list[str]:
+        """The route's models this key may use (403 when none)."""
+        return allowed_chain(self.api_key, chain)
+
+
+NOBODY = Caller()
+
+
+@dataclass(frozen=True)
 class QueryContext:
     """One query, as far as it is known before it is embedded."""
 
@@ -96,6 +116,8 @@ class QueryContext:
     history: tuple[dict, ...] = ()  # a conversation's messages before the question (role, content)
     route: tuple[str, tuple[str, ...]] | None = None  # a model the caller named, and its fallbacks
     user_id: str | None = None  # the end user the caller named (attribution; the scope has it if per user)
+    caller: Caller = NOBODY
+    admission: KeyAdmission | None = None  # the tenant's and key's rate windows (billing/key_admission.py)
 
     def fresh(self, created_at: float, now: float) -> bool:
         """May an entry made at ``created_at`` answer (``s-maxage``)?"""
@@ -120,8 +142,8 @@ class Spent:
         """The ledger's usage of this query: a failed one under its own request id, so that
         a retry with the same ledger id (an idempotent retry) is still billed when it answers."""
         request_id = ctx.request_id if source == "error" else ctx.ledger_id
-        end_user = ctx.user_id or ""
-        return Usage(request_id=request_id, source=source, model=model, end_user=end_user, **self.__dict__, **tokens)
+        who = {"end_user": ctx.user_id or "", "api_key_id": ctx.caller.api_key_id, "tags": ctx.caller.tags}
+        return Usage(request_id=request_id, source=source, model=model, **who, **self.__dict__, **tokens)
 
     def cost(self) -> Decimal:
         usage = Usage(request_id="", source="", **self.__dict__)

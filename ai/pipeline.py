@@ -24,7 +24,17 @@ from ai.cache.entries import CacheEntry
 from ai.cache.keys import query_hash
 from ai.cache.pii import personal_data_kinds, personal_data_outside
 from ai.cache.singleflight import Flight
-from ai.context import NOTHING_SPENT, CacheControl, QueryContext, QueryResult, Routed, Spent, context_digest
+from ai.context import (
+    NOBODY,
+    NOTHING_SPENT,
+    CacheControl,
+    Caller,
+    QueryContext,
+    QueryResult,
+    Routed,
+    Spent,
+    context_digest,
+)  # fmt: skip
 from ai.embeddings import get_embedder
 from ai.llm.generate import Generation, UpstreamFailed, chain_deadline, generate, model_chain
 from ai.rag.retrieval import retrieve
@@ -32,8 +42,9 @@ from ai.router.decisions import Intent
 from ai.router.service import route_query
 from ai.tenant_settings.models import TenantAISettings
 from ai.tenant_settings.selectors import asettings_for
-from billing.admission import arate_check, arelease, areserve
+from billing.admission import arelease, areserve
 from billing.group_commit import ledger
+from billing.key_admission import aadmit
 from billing.services import Usage
 from saascore import metrics
 from saascore.pools import in_background, in_cpu, in_db
@@ -57,12 +68,16 @@ def _usage_dict(row: dict) -> dict:
 async def _record(ctx: QueryContext, usage: Usage) -> dict:
     row = await ledger.arecord(tenant_id=ctx.tenant.pk, usage=usage)
     metrics.usage_count(tenant=ctx.tenant, row=row)
+    if ctx.admission is not None:  # the key's tokens per minute, from real usage
+        await ctx.admission.acount(row)
     return row
 
 
 def _headers(ctx: QueryContext, state: str, *, similarity: float | None = None, qhash: str | None = None) -> dict:
     """The cache's response headers, the same on both APIs (``X-Cache`` is the older name)."""
     headers = {"X-Cache": state, "x-saascore-cache": state, "x-saascore-request-id": ctx.request_id}
+    if ctx.admission is not None:
+        headers.update(ctx.admission.headers())  # x-ratelimit-*: OpenAI's names
     if similarity is not None:
         headers["x-saascore-similarity"] = f"{similarity:.4f}"
     if qhash is not None:
@@ -104,9 +119,11 @@ async def _hit(ctx: QueryContext, hit: CacheHit, routed: Routed | None = None) -
 async def _context(
     *, tenant: Tenant, query: str, user_id: str | None, request_id: str, ledger_id: str | None,
     control: CacheControl, history: tuple[dict, ...], route: tuple[str, tuple[str, ...]] | None,
+    caller: Caller = NOBODY,
 ) -> QueryContext:  # fmt: skip
-    """The rate limit (AdmissionRefused 429), then what the query is known by before its embedding."""
-    await arate_check(tenant=tenant, guard=get_cache().guard)
+    """The tenant's and key's rate limits (AdmissionRefused 429), then what the query is known by
+    before its embedding. The caller releases ``admission`` (its parallel slot) when it ends."""
+    admission = await aadmit(tenant=tenant, api_key=caller.api_key, request_id=request_id, guard=get_cache().guard)
     settings, embedder = await asettings_for(tenant), get_embedder()
     use_cache = settings.cache_enabled and (control.read or control.write)
     context = context_digest(history=history, model=route[0] if route else None, namespace=control.namespace)
@@ -124,13 +141,15 @@ async def _context(
         history=history,
         route=route,
         user_id=user_id,
+        caller=caller,
+        admission=admission,
     )
 
 
 async def answer_query(
     *, tenant: Tenant, query: str, user_id: str | None, request_id: str, cache_mode: str = "auto",
     ledger_id: str | None = None, control: CacheControl | None = None, history: tuple[dict, ...] = (),
-    route: tuple[str, tuple[str, ...]] | None = None,
+    route: tuple[str, tuple[str, ...]] | None = None, caller: Caller = NOBODY,
 ) -> QueryResult:  # fmt: skip
     """Raises AdmissionRefused (429/402) and UpstreamFailed (502 after a zero-cost usage row).
 
@@ -143,13 +162,15 @@ async def answer_query(
     started = time.perf_counter()
     ctx = await _context(
         tenant=tenant, query=query, user_id=user_id, request_id=request_id, ledger_id=ledger_id,
-        control=control or CacheControl.from_mode(cache_mode), history=history, route=route,
+        control=control or CacheControl.from_mode(cache_mode), history=history, route=route, caller=caller,
     )  # fmt: skip
     try:
         result = await _answer(ctx, get_cache())
     except UpstreamFailed:
         metrics.query_count(tenant=tenant, source="error", seconds=time.perf_counter() - started)
         raise
+    finally:
+        await ctx.admission.arelease()
     return _answered(ctx, result, started)
 
 
@@ -206,7 +227,9 @@ async def _lookup(ctx: QueryContext, cache: SemanticCache) -> QueryResult | Miss
             return await _hit(ctx, found.hit, routed)
 
     decision = routed.decision
-    chain = model_chain(decision.model, decision.fallbacks, local_fallback=ctx.settings.local_fallback)
+    chain = ctx.caller.chain(
+        model_chain(decision.model, decision.fallbacks, local_fallback=ctx.settings.local_fallback)
+    )
     # A request that will not store its answer leads no flight: its followers would wait for nothing.
     leads = routed.threshold is not None and ctx.control.write
     flight = await cache.atake_off(ctx.scope, ctx.query) if leads else None
@@ -302,7 +325,7 @@ async def _generate(ctx: QueryContext, routed: Routed, chain: list[str]) -> Gene
     """A miss: reserve what it may spend, retrieve, generate within the reservation."""
     if routed.decision.intent == Intent.ERROR:
         return Generation(ERROR_ANSWER, "local-extractive", 0, 0, [])
-    admission = await areserve(tenant=ctx.tenant)
+    admission = await areserve(tenant=ctx.tenant, api_key=ctx.caller.api_key)
     try:
         chunks = await in_db(retrieve, tenant=ctx.tenant, vector=routed.vector, k=RETRIEVE_K)
         budget = admission.max_cost - await in_db(routed.spent.cost)

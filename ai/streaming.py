@@ -14,7 +14,8 @@ Guarantees:
   that failed mid-way is not, and its ledger row bills what was produced: the upstream's
   token counts when it sent them, else the local tokenizer's count of the prompt sent
   and of the text produced.
-- However the stream ends, its single flight and its spend reservation are released.
+- However the stream ends, its single flight, its spend reservation and its API key's parallel
+  slot are released.
 - No thread is held while the upstream produces: the stream is a coroutine.
 
 Not guaranteed: an abandoned stream is noticed when the server next waits on the client
@@ -28,7 +29,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from ai.cache import SemanticCache, get_cache
-from ai.context import CacheControl, QueryContext, QueryResult, Routed
+from ai.context import NOBODY, CacheControl, Caller, QueryContext, QueryResult, Routed
 from ai.llm.generate import Streamed, UpstreamFailed, generate_stream
 from ai.pipeline import (
     RETRIEVE_K,
@@ -69,7 +70,7 @@ class Live:
 
 async def stream_query(
     *, tenant: Tenant, query: str, user_id: str | None, request_id: str, control: CacheControl,
-    history: tuple[dict, ...] = (), route: tuple[str, tuple[str, ...]] | None = None,
+    history: tuple[dict, ...] = (), route: tuple[str, tuple[str, ...]] | None = None, caller: Caller = NOBODY,
 ) -> QueryResult | Live:  # fmt: skip
     """A hit's whole answer, or a miss's ``Live`` stream. Raises as ``answer_query`` before
     the stream starts (AdmissionRefused, the database's unavailability); a failure of every
@@ -77,8 +78,19 @@ async def stream_query(
     started = time.perf_counter()
     ctx = await _context(
         tenant=tenant, query=query, user_id=user_id, request_id=request_id, ledger_id=None,
-        control=control, history=history, route=route,
+        control=control, history=history, route=route, caller=caller,
     )  # fmt: skip
+    try:  # the key's parallel slot is held by the stream (released when it settles), else freed here
+        live = await _start(ctx, started)
+    except BaseException:
+        await ctx.admission.arelease()
+        raise
+    if isinstance(live, QueryResult):
+        await ctx.admission.arelease()
+    return live
+
+
+async def _start(ctx: QueryContext, started: float) -> QueryResult | Live:
     cache = get_cache()
     found = await _lookup(ctx, cache)
     if isinstance(found, QueryResult):
@@ -86,7 +98,7 @@ async def stream_query(
     if found.routed.decision.intent == Intent.ERROR:  # the fixed answer: nothing to stream from
         return _answered(ctx, await _complete(ctx, cache, found), started)
     try:
-        admission = await areserve(tenant=ctx.tenant)
+        admission = await areserve(tenant=ctx.tenant, api_key=ctx.caller.api_key)
     except BaseException:
         await _release(found, None)
         raise
@@ -139,6 +151,7 @@ async def _settle(
             live.stored = await _store(ctx, cache, routed, answer) if complete else "not_cached:incomplete"
         finally:
             await _release(miss, admission)
+            await ctx.admission.arelease()
         seconds = time.perf_counter() - started
         if not answer.model:  # no model produced anything: a zero-cost error row, as a whole answer's
             await _record(ctx, routed.spent.usage(ctx, source="error", model=routed.decision.model))

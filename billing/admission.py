@@ -11,29 +11,32 @@ Guarantees:
 - A reservation ends when its request does (``release``), or expires after
   ``AI["SPEND_RESERVATION_SECONDS"]`` if its worker was killed first: a dead
   request never holds a tenant's budget past that.
-- The rate limit is a per-minute count in Redis behind the guard: exact across
-  processes while Redis answers, open (not enforced) while it does not.
+- The rate limit is a per-minute count in Redis behind the guard (billing/limiter.py, with
+  the key's limits: billing/key_admission.py): exact across processes while Redis
+  answers, open (not enforced) while it does not.
 
 Not guaranteed: a tenant without a monthly limit takes no lock and reserves
 nothing; its requests are still capped to ``max_request_cost`` each.
 """
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+from billing import limiter
 from billing.budgets import MICRODOLLAR, abudget_for, budget_for, in_flight
+from billing.key_budget import key_budget_check
+from billing.limiter import Limits, Window
 from billing.models import SpendCounter, SpendReservation
 from billing.services import POSTGRES_UNAVAILABLE, period_of
 from saascore.api.errors import ApiError
 from saascore.conf import ai_settings
 from saascore.pools import in_db
-from saascore.redis import keys
 from saascore.redis.guard import RedisGuard
-from saascore.redis.ops import Op, ok, one
-from tenants.models import Tenant
+from tenants.models import ApiKey, Tenant
 from tenants.scoping import tenant_scope
 
 logger = logging.getLogger("saascore.billing")
@@ -42,8 +45,10 @@ logger = logging.getLogger("saascore.billing")
 class AdmissionRefused(ApiError):
     """429 (rate) or 402 (budget), with what refused, the figures and when to retry."""
 
-    def __init__(self, status: int, code: str, message: str, details: dict, retry_after: int) -> None:
-        super().__init__(message, details=details, retry_after=retry_after, status=status, code=code)
+    def __init__(
+        self, status: int, code: str, message: str, details: dict, retry_after: int, headers: dict | None = None
+    ) -> None:
+        super().__init__(message, details=details, retry_after=retry_after, status=status, code=code, headers=headers)
 
 
 @dataclass(frozen=True)
@@ -53,47 +58,43 @@ class Admission:
     reservation_id: int | None = None
 
 
-_RATE = """
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-return n
-"""
-
-
-def _counted(key: str) -> Op[int]:
-    (count,) = yield one("EVAL", _RATE, 1, key, 120)
-    return int(ok(count))
+def _tenant_limits(tenant: Tenant, limit: int) -> Limits:
+    return Limits(tenant_id=tenant.pk, tenant_rpm=limit)
 
 
 def _rate_check(guard: RedisGuard | None, tenant: Tenant, limit: int | None, now: float) -> None:
     if not limit or guard is None:
         return
-    key = keys.rate_key(tenant.pk, int(now // 60))
-    _rate_verdict(guard.run("rate_limit", lambda: _counted(key), None), limit, now)
+    windows = guard.run("rate_limit", lambda: limiter.admit(_tenant_limits(tenant, limit), "", now), [])
+    raise_refused(windows)
 
 
 async def arate_check(*, tenant: Tenant, guard: RedisGuard) -> None:
-    """The per-minute rate limit, for the async path (raises AdmissionRefused 429)."""
+    """The tenant's per-minute rate limit alone (POST /v1/embeddings; raises AdmissionRefused 429)."""
     limit = (await abudget_for(tenant)).requests_per_minute
     if not limit:
         return
-    now = time.time()
-    key = keys.rate_key(tenant.pk, int(now // 60))
-    _rate_verdict(await guard.arun("rate_limit", lambda: _counted(key), None), limit, now)
+    op = lambda: limiter.admit(_tenant_limits(tenant, limit), "", time.time())  # noqa: E731
+    raise_refused(await guard.arun("rate_limit", op, []))
 
 
-def _rate_verdict(count: int | None, limit: int, now: float) -> None:
-    if count is None:
-        return  # Redis unavailable: not enforced (money is checked in PostgreSQL)
-    if count > limit:
-        retry_after = max(1, 60 - int(now % 60))
-        raise AdmissionRefused(
-            429,
-            "rate_limited",
-            f"More than {limit} requests per minute.",
-            {"limit": "requests_per_minute", "requests_per_minute": limit, "retry_after_seconds": retry_after},
-            retry_after,
-        )
+_WHAT = {"requests_per_minute": "requests per minute", "tokens_per_minute": "tokens per minute",
+         "parallel_requests": "requests in parallel"}  # fmt: skip
+
+
+def raise_refused(windows: list[Window], headers: dict | None = None, api_key_id: int | None = None) -> None:
+    """429 for the first window that refused (None did: nothing), naming its limit and scope."""
+    window = next((w for w in windows if w.refused), None)
+    if window is None:
+        return
+    retry_after = max(1, math.ceil(window.reset))
+    details = {"limit": window.name, "scope": window.scope, window.name: window.limit,
+               "retry_after_seconds": retry_after}  # fmt: skip
+    if window.scope == "key":
+        details["api_key_id"] = api_key_id
+    whose = "This API key" if window.scope == "key" else "This tenant"
+    message = f"{whose} allows {window.limit} {_WHAT[window.name]}."
+    raise AdmissionRefused(429, "rate_limited", message, details, retry_after, headers=headers)
 
 
 def _next_month(now: datetime) -> datetime:
@@ -108,12 +109,12 @@ def admit(*, tenant: Tenant, guard: RedisGuard | None = None, now: datetime | No
     return reserve(tenant=tenant, now=now)
 
 
-async def areserve(*, tenant: Tenant) -> Admission:
-    """``reserve`` off the event loop; nothing to do (no SQL) for a tenant without a spend limit."""
+async def areserve(*, tenant: Tenant, api_key: ApiKey | None = None) -> Admission:
+    """``reserve`` off the event loop; nothing to do (no SQL) without a spend limit (tenant's or key's)."""
     budget = await abudget_for(tenant)
-    if budget.monthly_spend_limit is None:
+    if budget.monthly_spend_limit is None and (api_key is None or api_key.budget_usd is None):
         return Admission(tenant.pk, budget.max_request_cost)
-    return await in_db(reserve, tenant=tenant)
+    return await in_db(reserve, tenant=tenant, api_key=api_key)
 
 
 async def arelease(admission: Admission) -> None:
@@ -121,36 +122,51 @@ async def arelease(admission: Admission) -> None:
         await in_db(release, admission)
 
 
-def reserve(*, tenant: Tenant, now: datetime | None = None) -> Admission:
-    """Reserve the request's maximum cost against the monthly spend limit, or raise AdmissionRefused (402)."""
+def reserve(*, tenant: Tenant, api_key: ApiKey | None = None, now: datetime | None = None) -> Admission:
+    """Reserve the request's maximum cost against the tenant's monthly spend limit and the key's
+    budget (billing/key_budget.py), or raise AdmissionRefused (402)."""
     now = now or datetime.now(UTC)
     budget = budget_for(tenant)
     limit, max_cost = budget.monthly_spend_limit, budget.max_request_cost
-    if limit is None:
+    key_limited = api_key is not None and api_key.budget_usd is not None
+    if limit is None and not key_limited:
         return Admission(tenant.pk, max_cost)
     with tenant_scope(tenant):
-        counter = _locked_counter(tenant.pk, period_of(now))
         reservations = SpendReservation.objects.for_tenant(tenant)
-        reservations.filter(expires_at__lte=now).delete()  # their requests died; they hold nothing
-        reserved = in_flight(tenant_id=tenant.pk, now=now)
-        if counter.committed + reserved + max_cost > limit:
-            resets = _next_month(now)
-            raise AdmissionRefused(
-                402,
-                "budget_exceeded",
-                "The monthly spend limit is reached.",
-                {
-                    "limit": "monthly_spend",
-                    "limit_usd": str(limit),
-                    "spent_usd": str(counter.committed.quantize(MICRODOLLAR)),
-                    "in_flight_usd": str(reserved.quantize(MICRODOLLAR)),
-                    "resets_at": resets.isoformat().replace("+00:00", "Z"),
-                },
-                int((resets - now).total_seconds()),
-            )
+        if limit is not None:  # the tenant's counter first, then the key's: one lock order
+            counter = _locked_counter(tenant.pk, period_of(now))
+            reservations.filter(expires_at__lte=now).delete()  # their requests died; they hold nothing
+            reserved = in_flight(tenant_id=tenant.pk, now=now)
+            if counter.committed + reserved + max_cost > limit:
+                resets = _next_month(now)
+                _refuse(
+                    "The monthly spend limit is reached.",
+                    {
+                        "limit": "monthly_spend",
+                        "scope": "tenant",
+                        "limit_usd": str(limit),
+                        "spent_usd": str(counter.committed.quantize(MICRODOLLAR)),
+                        "in_flight_usd": str(reserved.quantize(MICRODOLLAR)),
+                        "resets_at": resets.isoformat().replace("+00:00", "Z"),
+                    },
+                    resets,
+                    now,
+                )
+        if key_limited:
+            refused = key_budget_check(tenant_id=tenant.pk, api_key=api_key, max_cost=max_cost, now=now)
+            if refused is not None:
+                resets = datetime.fromisoformat(refused["resets_at"].replace("Z", "+00:00"))
+                _refuse(f"This API key's {api_key.budget_period} budget is reached.", refused, resets, now)
         expires = now + timedelta(seconds=ai_settings.SPEND_RESERVATION_SECONDS)
-        reservation = reservations.create(tenant_id=tenant.pk, amount=max_cost, created_at=now, expires_at=expires)
+        reservation = reservations.create(
+            tenant_id=tenant.pk, amount=max_cost, created_at=now, expires_at=expires,
+            api_key_id=api_key.pk if api_key else None,
+        )  # fmt: skip
     return Admission(tenant.pk, max_cost, reservation.pk)
+
+
+def _refuse(message: str, details: dict, resets: datetime, now: datetime) -> None:
+    raise AdmissionRefused(402, "budget_exceeded", message, details, int((resets - now).total_seconds()))
 
 
 def _locked_counter(tenant_id: int, period: str) -> SpendCounter:

@@ -7,6 +7,7 @@ from decimal import Decimal
 from django.db.models import Sum
 
 from billing.models import SpendCounter, SpendReservation, TenantBudget
+from billing.webhooks import budget_alert_record
 from catalog.pricing import ZERO
 from saascore import metrics
 from saascore.conf import ai_settings
@@ -41,18 +42,28 @@ def budget_alert_check(*, tenant_id: int, before: Decimal, after: Decimal) -> No
     """The month's spend moved from ``before`` to ``after``: did it pass the soft alert level?"""
     budget = budget_for(tenant_id)
     limit = budget.monthly_spend_limit
-    if not limit:
-        return
-    alert_at = limit * budget.soft_alert_ratio
-    if before < alert_at <= after:
-        metrics.BUDGET_ALERTS.inc()
-        logger.warning(
-            "tenant %s passed %s of its monthly spend limit: $%s of $%s",
-            tenant_id,
-            budget.soft_alert_ratio,
-            after.quantize(MICRODOLLAR),
-            limit,
-        )
+    if limit and before < limit * budget.soft_alert_ratio <= after:
+        _alert(tenant_id, None, datetime.now(UTC).strftime("%Y-%m"), limit, budget.soft_alert_ratio, after)
+
+
+def key_alert_check(
+    *, tenant_id: int, api_key_id: int, period: str, limit: Decimal, ratio: Decimal, before: Decimal,
+    after: Decimal,
+) -> None:  # fmt: skip
+    """A key's spend of ``period`` moved from ``before`` to ``after``: did it pass its soft level?"""
+    if limit and before < limit * ratio <= after:
+        _alert(tenant_id, api_key_id, period, limit, ratio, after)
+
+
+def _alert(tenant_id: int, api_key_id: int | None, period: str, limit: Decimal, ratio: Decimal, after: Decimal) -> None:
+    """The metric, the log line and the webhook (recorded once per tenant or key and period)."""
+    metrics.BUDGET_ALERTS.inc()
+    who = f"key {api_key_id} of tenant {tenant_id}" if api_key_id else f"tenant {tenant_id}"
+    what = "monthly spend limit" if api_key_id is None else ("daily" if len(period) == 10 else "monthly") + " budget"
+    logger.warning(
+        "%s passed %s of its %s (%s): $%s of $%s", who, ratio, what, period, after.quantize(MICRODOLLAR), limit
+    )
+    budget_alert_record(tenant_id=tenant_id, api_key_id=api_key_id, period=period, limit=limit, spent=after)
 
 
 def in_flight(*, tenant_id: int, now: datetime) -> Decimal:

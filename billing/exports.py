@@ -12,5 +12,12 @@ def usage_csv(series: list[dict], group_by: str) -> str:
     writer = csv.writer(out)
     writer.writerow([group_by, *CSV_COLUMNS[1:]])
     for row in series:
-        writer.writerow([row[column] for column in CSV_COLUMNS])
+        writer.writerow([_cell(row[column]) for column in CSV_COLUMNS])
     return out.getvalue()
+
+
+def _cell(value):
+    """A caller's value (an end user, a tag) never starts a spreadsheet formula."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value

@@ -7,13 +7,13 @@ dashboard and ``billing_report`` read the same functions, so they agree.
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
-from django.db.models import Count, F, Q, Sum
+from django.db.models import CharField, Count, F, Func, Q, Sum
 from django.db.models.functions import TruncDay
 
 from billing.models import UsageRecord
 from catalog.selectors import price_at
 from saascore.conf import ai_settings
-from tenants.models import Tenant
+from tenants.models import ApiKey, Tenant
 from tenants.scoping import tenant_scope
 
 HIT_SOURCES = (UsageRecord.Source.CACHE_EXACT, UsageRecord.Source.CACHE_SEMANTIC)
@@ -84,18 +84,35 @@ def usage_since(*, tenant: Tenant, since: datetime) -> dict:
         return _clean(rows.aggregate(**_TOTALS))
 
 
-GROUPS = {"day": TruncDay("created_at", tzinfo=UTC), "model": F("model"), "source": F("source")}
+GROUPS = {
+    "day": TruncDay("created_at", tzinfo=UTC),
+    "model": F("model"),
+    "source": F("source"),
+    "key": F("api_key_id"),
+    "user": F("end_user"),
+    # A row with several tags counts under each of them (the groups then sum to more than the whole).
+    "tag": Func(F("tags"), function="unnest", output_field=CharField()),
+}
 
 
-def usage_series(*, tenant: Tenant, start: date, end: date, group_by: str) -> list[dict]:
-    """Totals per day, model or source."""
+def usage_series(*, tenant: Tenant, start: date, end: date, group_by: str, limit: int | None = None) -> list[dict]:
+    """Totals per day, model, source, API key, end user or tag (``limit``: the costliest groups only).
+    Rows without a key, user or tag are one group whose key is null or empty."""
     with tenant_scope(tenant):
         rows = _rows(tenant, start, end).annotate(key=GROUPS[group_by]).values("key").annotate(**_TOTALS)
-        series = [_clean(dict(row)) for row in rows.order_by("key")]
+        rows = rows.order_by("-cost", "key")[:limit] if limit else rows.order_by("key")
+        series = [_clean(dict(row)) for row in rows]
+        names = _key_names(tenant, [row["key"] for row in series]) if group_by == "key" else {}
     for row in series:
         if group_by == "day":
             row["key"] = row["key"].date()
+        if group_by == "key":
+            row["label"] = names.get(row["key"], "(no key)" if row["key"] is None else "(deleted key)")
     return series
+
+
+def _key_names(tenant: Tenant, key_ids: list) -> dict[int, str]:
+    return dict(ApiKey.objects.for_tenant(tenant).filter(pk__in=[k for k in key_ids if k]).values_list("pk", "name"))
 
 
 def usage_by_day_and_source(*, tenant: Tenant, start: date, end: date) -> dict[tuple[date, str], int]:

@@ -10,6 +10,7 @@ or ``billing_flush_spool`` (billing/spool.py). An error of the row itself is a
 bug and is raised.
 """
 
+import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,12 +19,12 @@ from decimal import Decimal
 from django.db import InterfaceError, InternalError, OperationalError, ProgrammingError, connection
 
 from billing import spool_retry
-from billing.budgets import budget_alert_check
-from billing.models import SpendCounter, UsageRecord
+from billing.budgets import budget_alert_check, key_alert_check
+from billing.models import KeySpendCounter, SpendCounter, UsageRecord
 from billing.spool import DrainReport, Unavailable, drain, spool
 from catalog.pricing import ZERO, cost_of
 from saascore import metrics
-from tenants.models import Tenant
+from tenants.models import ApiKey, Tenant
 from tenants.scoping import tenant_scope
 
 logger = logging.getLogger("saascore.billing")
@@ -50,6 +51,8 @@ class Usage:
     end_user: str = ""  # the caller's end user (``user_id``, OpenAI's ``user``), for attribution
     cache_key: str = ""  # the cache entry that answered or was stored (feedback evicts it)
     asked_question: str = ""  # a hit's question, when it holds no personal data (feedback labels it)
+    api_key_id: int | None = None  # the API key that asked
+    tags: tuple[str, ...] = ()  # the caller's tags (sanitised: ai/api/caller.py)
 
 
 def price_usage(usage: Usage, when: datetime) -> tuple[Decimal, Decimal]:
@@ -70,21 +73,41 @@ POSTGRES_UNAVAILABLE = (OperationalError, InterfaceError, InternalError)
 _FIELDS = [field for field in UsageRecord._meta.concrete_fields if not field.primary_key]
 # A tenant's rows, and the cost of those that went in on the month's counters, in one statement.
 _COUNTER = SpendCounter._meta.db_table
+_KEY_COUNTER = KeySpendCounter._meta.db_table
+_KEYS = ApiKey._meta.db_table
 _ROW = f"({', '.join(['%s'] * len(_FIELDS))})"
+# The rows; their cost on the tenant's month counter, and on the period counters (month and day)
+# of each key that has a budget; what each key counter then holds, with the key's budget.
 _INSERT = f"""
 WITH inserted AS (
     INSERT INTO {UsageRecord._meta.db_table} ({", ".join(field.column for field in _FIELDS)})
     VALUES {{rows}} ON CONFLICT (tenant_id, request_id) DO NOTHING
-    RETURNING tenant_id, request_id, cost, created_at
+    RETURNING tenant_id, request_id, cost, created_at, api_key_id
 ), counted AS (
     INSERT INTO {_COUNTER} (tenant_id, period, committed)
     SELECT tenant_id, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM'), sum(cost) FROM inserted
     WHERE cost > 0 GROUP BY 1, 2
     ON CONFLICT (tenant_id, period) DO UPDATE SET committed = {_COUNTER}.committed + EXCLUDED.committed
     RETURNING committed
+), key_added AS (
+    SELECT i.tenant_id, i.api_key_id, p.period, sum(i.cost) AS added
+    FROM inserted i JOIN {_KEYS} k ON k.id = i.api_key_id AND k.budget_usd IS NOT NULL
+    CROSS JOIN LATERAL (VALUES (to_char(i.created_at AT TIME ZONE 'UTC', 'YYYY-MM')),
+                               (to_char(i.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD'))) AS p (period)
+    WHERE i.cost > 0 GROUP BY 1, 2, 3
+), key_counted AS (
+    INSERT INTO {_KEY_COUNTER} (tenant_id, api_key_id, period, committed)
+    SELECT tenant_id, api_key_id, period, added FROM key_added
+    ON CONFLICT (tenant_id, api_key_id, period)
+    DO UPDATE SET committed = {_KEY_COUNTER}.committed + EXCLUDED.committed
+    RETURNING api_key_id, period, committed
 )
 SELECT (SELECT coalesce(array_agg(request_id), '{{{{}}}}') FROM inserted),
-       (SELECT sum(cost) FROM inserted), (SELECT max(committed) FROM counted)
+       (SELECT sum(cost) FROM inserted), (SELECT max(committed) FROM counted),
+       (SELECT coalesce(json_agg(json_build_array(c.api_key_id, c.period, c.committed::text, a.added::text,
+                                                  k.budget_usd::text, k.soft_alert_ratio::text, k.budget_period)),
+                        '[]')
+        FROM key_counted c JOIN key_added a USING (api_key_id, period) JOIN {_KEYS} k ON k.id = c.api_key_id)
 """
 
 
@@ -108,10 +131,20 @@ def insert_rows(tenant_id: int, rows: list[dict]) -> set[str]:
         values += [field.get_db_prep_save(field.pre_save(record, True), connection) for field in _FIELDS]
     with tenant_scope(tenant_id), connection.cursor() as cursor:
         cursor.execute(_INSERT.format(rows=", ".join([_ROW] * len(rows))), values)
-        inserted, added, committed = cursor.fetchone()
+        inserted, added, committed, key_counters = cursor.fetchone()
     if committed is not None and added:
         budget_alert_check(tenant_id=tenant_id, before=committed - added, after=committed)
+    for key_id, period, after, key_added, limit, ratio, budget_period in _json(key_counters):
+        if (len(period) == 10) == (budget_period == "daily"):  # the counter of the key's own period
+            key_alert_check(
+                tenant_id=tenant_id, api_key_id=key_id, period=period, limit=Decimal(limit),
+                ratio=Decimal(ratio), before=Decimal(after) - Decimal(key_added), after=Decimal(after),
+            )  # fmt: skip
     return set(inserted)
+
+
+def _json(value) -> list:
+    return json.loads(value) if isinstance(value, str) else value
 
 
 def _insert(row: dict) -> bool:

@@ -49,6 +49,9 @@ def _days(start: date, end: date) -> list[date]:
     return [start + timedelta(days=n) for n in range((end - start).days + 1)]
 
 
+TOP_ROWS = 10  # keys and end users on the dashboard, costliest first
+
+
 @login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
     tenant, tenants = _tenant(request)
@@ -67,6 +70,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "end": end,
         "summary": summary,
         "top_questions": top_cached_questions(tenant=tenant, start=start, end=end),
+        "by_key": usage_series(tenant=tenant, start=start, end=end, group_by="key", limit=TOP_ROWS),
+        "top_users": usage_series(tenant=tenant, start=start, end=end, group_by="user", limit=TOP_ROWS),
         "budget": budget_status(tenant=tenant),
         "requests_chart": stacked_bars(
             "Requests per day by source",

@@ -174,7 +174,13 @@ class ApiKeyAdmin(TenantOwnedAdmin):
 
     list_display = ["name", "display", "tenant", "created_at", "expires_at", "revoked_at", "last_used_at"]
     list_filter = ["tenant"]
-    fields = ["tenant", "name", "expires_at", "display", "created_at", "revoked_at", "last_used_at"]
+    fieldsets = [
+        (None, {"fields": ["tenant", "name", "expires_at", "display", "created_at", "revoked_at", "last_used_at"]}),
+        ("Own limits (inside the tenant's, which still apply)", {"fields": [
+            "allowed_models", "requests_per_minute", "tokens_per_minute", "max_parallel_requests", "budget_usd",
+            "budget_period", "soft_alert_ratio", "cache_controls", "metadata",
+        ]}),
+    ]  # fmt: skip
     readonly_fields = ["display", "created_at", "revoked_at", "last_used_at"]
     actions = ["revoke"]
 

@@ -7,7 +7,7 @@
 3. Else PostgreSQL (``api_key_verify``, under the tenant's row-level security),
    off the event loop; the record is written for the next process.
 
-A revocation, an expiry change, a deleted key or a deactivated tenant moves the
+A revocation, an expiry or limits change, a deleted key or a deactivated tenant moves the
 tenant's generation after its transaction commits, durably (ai/signals.py,
 ai/cache/invalidation.py): every Redis record of the tenant's keys stops counting
 at once, and every process's in-process entry within a second. If Redis misses
@@ -77,6 +77,7 @@ def _record(api_key: ApiKey, generation: int) -> str:
             "k": api_key.pk, "n": api_key.name, "p": api_key.prefix,
             "e": api_key.expires_at.isoformat() if api_key.expires_at else None,
             "t": tenant.pk, "s": tenant.slug, "tn": tenant.name, "pl": tenant.plan, "g": generation,
+            "l": api_key.limits_record(),
         }
     )  # fmt: skip
 
@@ -86,7 +87,7 @@ def _from_record(raw: bytes) -> tuple[ApiKey, int]:
     tenant = Tenant(pk=data["t"], slug=data["s"], name=data["tn"], plan=data["pl"], active=True)
     expires = datetime.fromisoformat(data["e"]) if data["e"] else None
     api_key = ApiKey(pk=data["k"], tenant=tenant, name=data["n"], prefix=data["p"], expires_at=expires)
-    return api_key, int(data["g"])
+    return api_key.with_limits(data.get("l", {})), int(data["g"])
 
 
 def _lookup(tenant_id: int, digest: str) -> Op[tuple[bytes | None, bytes | None]]:

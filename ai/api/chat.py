@@ -15,8 +15,9 @@ from collections.abc import AsyncIterator
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from rest_framework.views import APIView
 
+from ai.api.caller import caller_of
 from ai.api.idempotency import aidempotent
-from ai.api.openai_input import ChatRequest, chat_request, invalid, named_route
+from ai.api.openai_input import AUTO, ChatRequest, chat_request, invalid, named_route
 from ai.cache import get_cache
 from ai.context import QueryResult
 from ai.llm.generate import UpstreamFailed, pieces
@@ -70,10 +71,12 @@ async def chat(request: HttpRequest) -> HttpResponse:
     settings = await asettings_for(tenant)
     if settings.cache_scope == TenantAISettings.CacheScope.USER and not asked.user:
         raise invalid("user", "required: this tenant keeps its cache per end user, so every request names its user")
+    named = None if asked.model == AUTO else asked.model
+    caller = caller_of(request, control=asked.control, metadata=body.get("metadata"), model=named)
     route = await named_route(tenant, asked.model)
     query = {
         "tenant": tenant, "query": asked.question, "user_id": asked.user, "request_id": request.request_id,
-        "control": asked.control, "history": asked.history, "route": route,
+        "control": asked.control, "history": asked.history, "route": route, "caller": caller,
     }  # fmt: skip
     if not asked.stream:
 

@@ -7,8 +7,10 @@ from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
 from rest_framework.views import APIView
 
+from ai.api.caller import caller_of
 from ai.api.idempotency import aidempotent
 from ai.cache import get_cache
+from ai.context import CacheControl
 from ai.pipeline import answer_query
 from ai.tenant_settings.models import TenantAISettings
 from ai.tenant_settings.selectors import asettings_for
@@ -32,6 +34,9 @@ class QueryInputSerializer(serializers.Serializer):
     query = StrictCharField(min_length=1, max_length=8000, trim_whitespace=True)
     user_id = StrictCharField(required=False, max_length=128, allow_blank=False)
     cache = serializers.ChoiceField(choices=["auto", "bypass", "refresh"], default="auto")
+    metadata = serializers.JSONField(
+        required=False, help_text='{"tags": ["a", "b"]} (or the x-saascore-tags header): usage is grouped by tag'
+    )
 
     def validate_user_id(self, value: str) -> str:
         if not _SAFE_ID.match(value):
@@ -118,6 +123,7 @@ async def answer(request: HttpRequest) -> HttpResponse:
         raise serializers.ValidationError(
             {"user_id": "required: this tenant keeps its cache per end user, so every query names its user"}
         )
+    caller = caller_of(request, control=CacheControl.from_mode(data["cache"]), metadata=data.get("metadata"))
 
     async def run(ledger_id: str) -> tuple[dict, dict]:
         result = await answer_query(
@@ -127,6 +133,7 @@ async def answer(request: HttpRequest) -> HttpResponse:
             cache_mode=data["cache"],
             request_id=request.request_id,
             ledger_id=ledger_id,
+            caller=caller,
         )
         headers = dict(result.headers)
         if result.routing:

@@ -18,7 +18,7 @@ MAX_RANGE_DAYS = 366
 
 
 class RangeSerializer(serializers.Serializer):
-    """?from=YYYY-MM-DD&to=YYYY-MM-DD&group_by=day|model|source ("from" is a Python keyword: ``start``)."""
+    """?from=YYYY-MM-DD&to=YYYY-MM-DD&group_by=day|model|source|key|user|tag ("from": ``start`` here)."""
 
     start = serializers.DateField(required=False)
     to = serializers.DateField(required=False)
@@ -67,7 +67,8 @@ class SummarySerializer(TotalsSerializer):
 
 
 class SeriesRowSerializer(TotalsSerializer):
-    key = serializers.CharField()
+    key = serializers.CharField(allow_null=True, help_text="The group: a day, model, source, key id, end user or tag")
+    label = serializers.CharField(required=False, help_text="group_by=key: the key's name")
 
 
 _RANGE_PARAMETERS = [
@@ -94,7 +95,7 @@ class BillingUsageApi(APIView):
     @extend_schema(
         responses=SeriesRowSerializer(many=True),
         parameters=[*_RANGE_PARAMETERS, OpenApiParameter("group_by", str, enum=list(GROUPS))],
-        summary="Usage grouped by day, model or source",
+        summary="Usage grouped by day, model, source, API key, end user or tag",
     )
     def get(self, request):
         period = RangeSerializer(data=request.query_params)

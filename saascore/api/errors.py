@@ -33,14 +33,17 @@ class ApiError(Exception):
 
     def __init__(
         self, message: str, *, details: dict | None = None, retry_after: int | None = None, status: int | None = None,
-        code: str | None = None,
+        code: str | None = None, headers: dict | None = None,
     ) -> None:  # fmt: skip
         super().__init__(message)
         self.message, self.details, self.retry_after = message, details or {}, retry_after
         self.status, self.code = status or self.status, code or self.code
+        self.headers = dict(headers or {})  # more response headers (the rate-limit figures of a 429)
 
     def response(self) -> JsonResponse:
-        headers = {"Retry-After": str(max(1, self.retry_after))} if self.retry_after is not None else None
+        headers = dict(self.headers)
+        if self.retry_after is not None:
+            headers["Retry-After"] = str(max(1, self.retry_after))
         return error_response(self.status, self.code, self.message, self.details, headers)
 
 

@@ -23,10 +23,11 @@ chooses what "Redis could not say" means for it.
 """
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import redis
+import redis.asyncio
 from django.conf import settings
 from django.core.signals import setting_changed
 
@@ -82,13 +83,22 @@ class RedisGuard:
         ``reads_only``: the operation may run again, so one that this busy process failed (its
         reply most likely there, unread) is tried again, up to BUSY_READ_ATTEMPTS in all, before
         answering ``default``: a hit that loses its lookup to a burst becomes a miss behind it."""
+        return await self.acall(
+            name, lambda client: ops.arun(client, op()), default, attempts=BUSY_READ_ATTEMPTS if reads_only else 1
+        )
+
+    async def acall(
+        self, name: str, fn: Callable[[redis.asyncio.Redis], Awaitable[T]], default: T, *, attempts: int = 1
+    ) -> T:
+        """``await fn(client)`` with this event loop's asyncio client of the same server (a library
+        that sends its own commands: the key limiter, billing/limiter.py), under the same breaker."""
         if not self.breaker.allow():
             metrics.CACHE_ERRORS.labels(op=f"{name}_breaker_open").inc()
             return default
         loop_stall.watch()
-        for _ in range(BUSY_READ_ATTEMPTS if reads_only else 1):
+        for _ in range(attempts):
             try:
-                result = await ops.arun(async_twin(self.client), op())
+                result = await fn(async_twin(self.client))
             except UNREACHABLE as exc:
                 if not (_pool_full(exc) or loop_stall.stalled(ai_settings.REDIS_SOCKET_TIMEOUT / 2)):
                     self._unreachable(name, exc)

@@ -12,6 +12,9 @@ be named from another tenant's request. Isolation is by key, not by a filter.
     {t:42}:idem:<scope>                an Idempotency-Key's claim or stored answer      ai/api
     {t:42}:rate:<minute>               requests counted in one minute                   billing
     {t:42}:key:<key digest>            a verified API key's record (with TTL)           tenants
+    {t:42}:kreq:<key id>               an API key's last minute of requests (ZSET)      billing
+    {t:42}:ktok:<key id>:<minute>      an API key's tokens counted in one minute        billing
+    {t:42}:par:<key id>                an API key's requests in flight (ZSET, with TTL)  billing
 
 ``<scope>`` is a digest (of embedder and end user, or of API key, user and key):
 never a value a client sent, so no client string reaches a key name.
@@ -53,6 +56,18 @@ def idempotency_key(tenant_id: int, scope: str) -> str:
 
 def rate_key(tenant_id: int, minute: int) -> str:
     return f"{tenant_tag(tenant_id)}:rate:{minute}"
+
+
+def key_requests(tenant_id: int, key_id: int) -> str:
+    return f"{tenant_tag(tenant_id)}:kreq:{int(key_id)}"
+
+
+def key_tokens(tenant_id: int, key_id: int, minute: int) -> str:
+    return f"{tenant_tag(tenant_id)}:ktok:{int(key_id)}:{minute}"
+
+
+def parallel_key(tenant_id: int, key_id: int) -> str:
+    return f"{tenant_tag(tenant_id)}:par:{int(key_id)}"
 
 
 def api_key_record(tenant_id: int, digest: str) -> str:

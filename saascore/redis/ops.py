@@ -3,7 +3,8 @@
 An operation is a generator. It yields what it needs and receives the answer:
 
 - ``Batch(commands)``: Redis commands to send in one pipelined round trip; the
-  reply is the list of their results, in order. An error Redis answers for one
+  reply is the list of their results, in order (``atomic=True``: in MULTI/EXEC,
+  so no other client's command runs between them). An error Redis answers for one
   command stands in its place as an exception object (``ok()`` raises it);
   an unreachable Redis raises from the driver.
 - ``Compute(fn)``: CPU work between round trips (a verifier's scoring, say); the
@@ -35,6 +36,7 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class Batch:
     commands: Sequence[tuple]
+    atomic: bool = False
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,7 @@ def run(client: redis.Redis, op: Op[T]) -> T:
             elif isinstance(step, Sleep):
                 reply = time.sleep(step.seconds)  # polling Redis, not synchronising a test
             else:
-                pipe = client.pipeline(transaction=False)
+                pipe = client.pipeline(transaction=step.atomic)
                 for command in step.commands:
                     pipe.execute_command(*command)
                 reply = pipe.execute(raise_on_error=False)
@@ -92,7 +94,7 @@ async def arun(client: redis.asyncio.Redis, op: Op[T]) -> T:
             elif isinstance(step, Sleep):
                 reply = await asyncio.sleep(step.seconds)
             else:
-                pipe = client.pipeline(transaction=False)
+                pipe = client.pipeline(transaction=step.atomic)
                 for command in step.commands:
                     pipe.execute_command(*command)
                 reply = await pipe.execute(raise_on_error=False)

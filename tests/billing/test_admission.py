@@ -97,6 +97,7 @@ def test_the_budget_error_says_which_limit_the_figures_and_when_it_resets():
     assert (error.status, error.code) == (402, "budget_exceeded")
     assert error.details == {
         "limit": "monthly_spend",
+        "scope": "tenant",
         "limit_usd": "0.1000",
         "spent_usd": "0.040000",
         "in_flight_usd": "0.050000",

@@ -4,7 +4,7 @@ from datetime import date
 
 from django.core.management.base import BaseCommand, CommandError
 
-from billing.selectors import roi_report
+from billing.selectors import roi_report, usage_series
 from tenants.commands import tenant_from_slug
 
 
@@ -15,8 +15,11 @@ class Command(BaseCommand):
         parser.add_argument("--tenant", required=True, help="tenant slug")
         parser.add_argument("--month", required=True, help="YYYY-MM (UTC)")
         parser.add_argument("--json", action="store_true")
+        parser.add_argument(
+            "--by", choices=["key", "user", "tag"], help="spend grouped by API key, end user or tag instead"
+        )
 
-    def handle(self, *args, tenant: str, month: str, json: bool, **options):
+    def handle(self, *args, tenant: str, month: str, json: bool, by: str | None = None, **options):
         tenant_obj = tenant_from_slug(tenant)
         try:
             year, number = (int(part) for part in month.split("-"))
@@ -24,6 +27,10 @@ class Command(BaseCommand):
         except ValueError:
             raise CommandError(f"--month must be YYYY-MM, not {month!r}") from None
         end = date(year, number, calendar.monthrange(year, number)[1])
+        if by:
+            series = usage_series(tenant=tenant_obj, start=start, end=end, group_by=by)
+            self.stdout.write(_json(series) if json else render_groups(series, by, tenant_obj.slug, month))
+            return
         report = roi_report(tenant=tenant_obj, start=start, end=end)
         if json:
             self.stdout.write(_json(report))
@@ -63,4 +70,15 @@ def render(r: dict) -> str:
         f"{'':22}{'Baseline (naive RAG)':<{max(width, 22)}}Actual (cache + routing)",
     ]
     lines += [f"{label:22}{baseline:<{max(width, 22)}}{actual}" for label, baseline, actual in rows]
+    return "\n".join(lines)
+
+
+def render_groups(series: list[dict], by: str, tenant: str, month: str) -> str:
+    lines = [f"Tenant {tenant}, {month} (UTC), by {by}", f"{by:40}{'requests':>10}{'tokens':>12}  cost"]
+    for row in sorted(series, key=lambda r: -r["cost"]):
+        name = row.get("label") or row["key"] or "(none)"
+        if by == "key" and row["key"] is not None:
+            name = f"{name} (#{row['key']})"
+        tokens = row["input_tokens"] + row["output_tokens"]
+        lines.append(f"{str(name)[:39]:40}{row['requests']:>10,}{tokens:>12,}  {_money(row['cost'])}")
     return "\n".join(lines)

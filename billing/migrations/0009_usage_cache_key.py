@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("billing", "0007_usage_embedding_source_end_user"),
+        ("billing", "0008_key_limits"),
     ]
 
     operations = [
