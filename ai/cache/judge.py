@@ -16,7 +16,9 @@ import re
 from dataclasses import dataclass
 from typing import Protocol
 
-_NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
+# A number on its own ("5", "3.5", "1,000"), not one that is part of a name: "COVID-19", "H1N1",
+# "B12" and "MP3" say which thing, and a question that writes "covid" asks about the same one.
+_NUMBER = re.compile(r"(?<![\w-])-?\d+(?:[.,]\d+)*")
 _NEGATION = re.compile(r"\b(?:not|no|never|without|cannot|nor)\b|n't\b", re.IGNORECASE)
 
 

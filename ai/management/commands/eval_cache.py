@@ -29,6 +29,7 @@ STEPS = {
     "guards": "cosine + guards (numbers, negation)",
     "intent": "cosine + guards + the router gives both questions the same intent (starter examples)",
     "verifier": "cosine + guards + the verifier trained on --train (its cutoff calibrated on a held-out share)",
+    "default": "cosine + guards + the default verifier shipped with the code (AI['DEFAULT_VERIFIER'])",
 }
 
 
@@ -50,7 +51,8 @@ class Command(BaseCommand):
         parser.add_argument("--thresholds", default=",".join(str(t) for t in DEFAULT_THRESHOLDS))
         parser.add_argument("--limit", type=int, help="score only the first N pairs")
         parser.add_argument(
-            "--steps", help=f"comma-separated: {', '.join(STEPS)} (default: all; 'verifier' only with --train)"
+            "--steps",
+            help=f"comma-separated: {', '.join(STEPS)} (default: all but 'default'; 'verifier' only with --train)",
         )
         parser.add_argument("--train-limit", type=int, help="train on at most N pairs of --train")
         parser.add_argument("--target-precision", type=float, default=0.85, help="the verifier's calibration target")
@@ -73,7 +75,7 @@ class Command(BaseCommand):
         pairs = load_pairs(data, limit=limit)
         if not pairs:
             raise CommandError(f"No pairs in {data}")
-        default_steps = [s for s in STEPS if s != "verifier" or train]
+        default_steps = [s for s in STEPS if (s != "verifier" or train) and s != "default"]
         wanted = [s.strip() for s in steps.split(",") if s.strip()] if steps else default_steps
         unknown = set(wanted) - set(STEPS)
         if unknown:
@@ -100,6 +102,8 @@ class Command(BaseCommand):
             verifier.prime([(a_, b_) for a_, b_, _ in band], [s for *_, s in band])
             judges["verifier"] = HitJudge(guards=True, verifier=verifier)
             verifier_report = {**verifier.trained.report, "min_score": round(verifier.min_score, 4)}
+        if "default" in wanted:
+            judges["default"] = HitJudge(guards=True, verifier=self._default_verifier(pairs, scores, cutoffs))
         intents = _router_intents(model, a, b) if "intent" in wanted else None
         results = {
             step: operating_points(judges[step], pairs, scores, cutoffs, intents if step == "intent" else None)
@@ -118,6 +122,16 @@ class Command(BaseCommand):
             f"\n{len(pairs)} pairs ({positives} same-meaning) from {data}; embedder {model.id}; "
             f"embedded in {embed_seconds:.1f} s"
         )
+
+    def _default_verifier(self, pairs: list, scores, cutoffs: list[float]):
+        from ai.verifier.live import default_verifier
+
+        verifier = default_verifier()
+        if verifier is None:
+            raise CommandError("No default verifier to score (AI['DEFAULT_VERIFIER'] unset or unreadable)")
+        band = [(p.text_a, p.text_b, s) for p, s in zip(pairs, scores, strict=True) if s >= min(cutoffs)]
+        verifier.prime([(a_, b_) for a_, b_, _ in band], [s for *_, s in band])
+        return verifier
 
     def _train_verifier(self, train: Path, scored: list, model, options):
         """Fit the verifier on --train, leaving out every pair that is also scored."""
