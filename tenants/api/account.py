@@ -70,7 +70,7 @@ class ApiKeyHistoryApi(APIView):
     """Who changed the key, when, and which of its fields from what to what (tenants/audit.py).
     Its hash and prefix are never in it; nor is ``last_used_at``, which is no change."""
 
-    class OutputSerializer(serializers.Serializer):
+    class KeyChangeSerializer(serializers.Serializer):
         at = serializers.DateTimeField(source="history_date")
         change = serializers.CharField(source="change_kind", help_text="created, changed or deleted")
         actor = serializers.CharField(
@@ -81,7 +81,7 @@ class ApiKeyHistoryApi(APIView):
             source="history_changes", child=serializers.ListField(), help_text="field: [old value, new value]"
         )
 
-    @extend_schema(responses=OutputSerializer(many=True), summary="An API key's audit trail, newest first")
+    @extend_schema(responses=KeyChangeSerializer(many=True), summary="An API key's audit trail, newest first")
     def get(self, request, key_id: int):
         rows = api_key_history(tenant=request_tenant(request), key_id=key_id)
-        return Response(self.OutputSerializer(rows, many=True).data)
+        return Response(self.KeyChangeSerializer(rows, many=True).data)
