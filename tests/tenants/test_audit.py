@@ -143,7 +143,8 @@ def test_global_route_history_is_shared_and_a_tenants_is_its_own():
         RouteRule.objects.create(tenant=b, intent="analysis", complexity="high", model="claude-3-haiku")
     with tenant_scope(a):
         rows = _fetch("SELECT tenant_id, history_changes FROM ai_historicalrouterule WHERE history_type = '~'")
-    assert len(rows) == 1 and rows[0][0] is None and json.loads(rows[0][1])["model"][1] == "gpt-4o-mini"
+        assert len(rows) == 1 and rows[0][0] is None and json.loads(rows[0][1])["model"][1] == "gpt-4o-mini"
+        assert _fetch("SELECT count(*) FROM ai_historicalrouterule WHERE tenant_id = %s", [b.pk]) == [(0,)]
     with tenant_scope(b):
         assert _fetch("SELECT count(*) FROM ai_historicalrouterule WHERE tenant_id = %s", [b.pk]) == [(1,)]
 
