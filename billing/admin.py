@@ -2,11 +2,12 @@ from django.contrib import admin
 
 from billing.models import BudgetAlert, TenantBudget, UsageRecord
 from billing.webhooks import new_secret
-from tenants.admin import TenantOwnedAdmin
+from tenants.admin import TenantAuditTrailAdmin, TenantOwnedAdmin
+from tenants.audit_admin import AuditedAdmin
 
 
 @admin.register(TenantBudget)
-class TenantBudgetAdmin(TenantOwnedAdmin):
+class TenantBudgetAdmin(AuditedAdmin, TenantOwnedAdmin):
     """Limits are the operator's: a tenant admin reads their budget but cannot change it
     (``max_request_cost=0`` or no monthly limit would admit everything)."""
 
@@ -17,6 +18,9 @@ class TenantBudgetAdmin(TenantOwnedAdmin):
         if obj.alert_webhook_url and not obj.alert_webhook_secret:
             obj.alert_webhook_secret = new_secret()  # the receiver's key to check X-Saascore-Signature
         super().save_model(request, obj, form, change)
+
+
+admin.site.register(TenantBudget.history.model, TenantAuditTrailAdmin)
 
 
 @admin.register(BudgetAlert)

@@ -6,6 +6,7 @@ from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.utils import timezone
 
+from tenants.audit import AuditedHistory, TenantAuditRecord
 from tenants.models import ApiKey
 from tenants.scoping import TenantOwnedModel
 
@@ -86,6 +87,10 @@ class TenantBudget(TenantOwnedModel):
     alert_webhook_url = models.URLField(blank=True, default="", help_text="https://... (empty: no webhook)")
     alert_webhook_secret = models.CharField(
         max_length=64, blank=True, default="", help_text="HMAC-SHA256 key of X-Saascore-Signature."
+    )
+
+    history = AuditedHistory(
+        base=TenantAuditRecord, excluded_fields=["alert_webhook_secret"], verbose_name="tenant budget change"
     )
 
     class Meta:

@@ -1,13 +1,15 @@
 """The model catalog: which models exist, who provides them, and their prices.
 
 Billing prices requests with it; the router and the generation step choose
-among its models. It depends on no app but the core.
+among its models. It depends on no app but the core and tenants' audit trail.
 """
 
 from decimal import Decimal
 
 from django.db import models
 from django.utils import timezone
+
+from tenants.audit import AuditedHistory, AuditRecord
 
 MILLION = Decimal(1_000_000)
 
@@ -29,6 +31,8 @@ class ModelPrice(models.Model):
     input_per_million = models.DecimalField(max_digits=12, decimal_places=6)
     output_per_million = models.DecimalField(max_digits=12, decimal_places=6)
     effective_from = models.DateTimeField(default=timezone.now)
+
+    history = AuditedHistory(base=AuditRecord, excluded_fields=[], verbose_name="model price change")
 
     class Meta:
         db_table = "billing_modelprice"  # born in billing; the table keeps its name

@@ -18,7 +18,9 @@ from django.utils.cache import add_never_cache_headers
 from django_tasks_db.models import DBTaskResult
 
 from tenants.access import is_operator, request_tenants_managed
+from tenants.audit_admin import AuditedAdmin, AuditTrailMixin
 from tenants.models import ApiKey, Membership, Tenant
+from tenants.scoping import TenantOrGlobalModel
 from tenants.services import api_key_create, api_key_revoke
 
 # Held on the unsaved admin instance between save_model and response_add, in memory only.
@@ -124,6 +126,23 @@ class TenantOwnedAdmin(MissingIs404Admin):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
 
+class TenantAuditTrailAdmin(AuditTrailMixin, TenantOwnedAdmin):
+    """Read-only list of a tenant-owned model's changes (tenants/audit.py): a tenant admin sees
+    their tenants' changes only, and the global rows' where the model has them."""
+
+    tenant_admin_can_edit = False
+    list_display = [*AuditTrailMixin.list_display, "tenant"]
+    list_filter = ["history_type", "tenant"]
+
+    def _has_global_rows(self) -> bool:
+        # simple-history makes every copied foreign key nullable: ask the model, not the column.
+        return issubclass(self.model, TenantOrGlobalModel)
+
+
+class GlobalAuditTrailAdmin(AuditTrailMixin, OperatorOnlyAdmin):
+    """Read-only list of a global model's changes (prices): operators only."""
+
+
 @admin.register(Tenant)
 class TenantAdmin(MissingIs404Admin):
     """Operators create and change tenants (plan and ``active`` are theirs); a tenant admin
@@ -165,7 +184,7 @@ class MembershipAdmin(TenantOwnedAdmin):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(TenantOwnedAdmin):
+class ApiKeyAdmin(AuditedAdmin, TenantOwnedAdmin):
     """A new key is shown once, on the page that answers the POST creating it.
 
     The plain key never reaches the session, a cookie, the messages framework or the
@@ -222,6 +241,9 @@ class ApiKeyAdmin(TenantOwnedAdmin):
         for api_key in queryset:
             api_key_revoke(tenant=api_key.tenant, key_id=api_key.pk)
         messages.success(request, f"Revoked {queryset.count()} key(s).")
+
+
+admin.site.register(ApiKey.history.model, TenantAuditTrailAdmin)
 
 
 def _operators_only(model) -> None:

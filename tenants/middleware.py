@@ -4,6 +4,7 @@ from contextlib import nullcontext
 from django.http import HttpRequest, HttpResponse
 
 from tenants.access import request_tenants_managed
+from tenants.audit import acting_as
 from tenants.scoping import tenant_scope, unscoped_scope
 
 
@@ -26,7 +27,7 @@ class AdminScopeMiddleware:
     """The Django admin is the operators' console, and the tenant admins' for their own tenants.
 
     Admin requests are short and make no network calls, so one transaction per
-    request is fine here.
+    request is fine here. What they change is recorded as the signed-in user's (tenants/audit.py).
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
@@ -35,6 +36,6 @@ class AdminScopeMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         user = getattr(request, "user", None)
         if request.path.startswith("/admin/") and user is not None and user.is_active and user.is_staff:
-            with _admin_scope(request):
+            with _admin_scope(request), acting_as(user=user):
                 return self.get_response(request)
         return self.get_response(request)

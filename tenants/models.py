@@ -10,6 +10,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
 
+from tenants.audit import AuditedHistory, TenantAuditRecord
 from tenants.scoping import TenantOwnedModel
 
 
@@ -104,6 +105,11 @@ class ApiKey(TenantOwnedModel):
         "namespace); null: all of them."
     )  # fmt: skip
     metadata = models.JSONField(default=dict, blank=True)
+
+    # Its audit trail (tenants/audit.py): never the secret's traces, nor the per-request stamp.
+    history = AuditedHistory(
+        base=TenantAuditRecord, excluded_fields=["prefix", "hashed_key", "last_used_at"], verbose_name="API key change"
+    )
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["tenant", "prefix"], name="apikey_tenant_prefix_uniq")]

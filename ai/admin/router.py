@@ -15,7 +15,8 @@ from ai.router.models import RouterExample, RouteRule
 from ai.router.service import route_query
 from ai.tenant_settings.selectors import settings_for
 from tenants.access import request_tenants_managed
-from tenants.admin import TenantOwnedAdmin
+from tenants.admin import TenantAuditTrailAdmin, TenantOwnedAdmin
+from tenants.audit_admin import AuditedAdmin
 from tenants.models import Tenant
 
 
@@ -142,6 +143,9 @@ class RouterExampleAdmin(TenantOwnedAdmin):
 
 
 @admin.register(RouteRule)
-class RouteRuleAdmin(TenantOwnedAdmin):
+class RouteRuleAdmin(AuditedAdmin, TenantOwnedAdmin):
     list_display = ["intent", "complexity", "model", "fallbacks", "tenant"]
     list_filter = ["intent", "complexity", "tenant"]
+
+
+admin.site.register(RouteRule.history.model, TenantAuditTrailAdmin)

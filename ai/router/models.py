@@ -9,6 +9,7 @@ from pgvector.django import VectorField
 
 from ai.router.decisions import CacheStrategy, Complexity, Intent
 from catalog.selectors import model_names
+from tenants.audit import AuditedHistory, TenantOrGlobalAuditRecord
 from tenants.scoping import TenantOrGlobalModel
 
 
@@ -59,6 +60,10 @@ class RouteRule(TenantOrGlobalModel):
     model = models.CharField(max_length=100)
     fallbacks = models.JSONField(default=list, blank=True, help_text="Ordered model names tried after `model`.")
     updated_at = models.DateTimeField(auto_now=True)
+
+    history = AuditedHistory(
+        base=TenantOrGlobalAuditRecord, excluded_fields=["updated_at"], verbose_name="route change"
+    )
 
     class Meta:
         constraints = [

@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 
 from billing.key_budget import key_budget_status
 from billing.key_limits import api_key_limits_set
+from tenants.audit import acting_as
 from tenants.authentication import request_tenant
 from tenants.models import CACHE_CONTROLS, ApiKey
 from tenants.scoping import tenant_scope
@@ -62,7 +63,8 @@ class ApiKeyLimitsApi(APIView):
         serializer = KeyLimitsSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         try:
-            api_key = api_key_limits_set(tenant=tenant, key_id=key_id, values=dict(serializer.validated_data))
+            with acting_as(api_key=request.auth):
+                api_key = api_key_limits_set(tenant=tenant, key_id=key_id, values=dict(serializer.validated_data))
         except DjangoValidationError as exc:
             raise ValidationError(exc.message_dict) from None
         return Response(_output(tenant, api_key))

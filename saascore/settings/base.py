@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_tasks",
     "django_tasks_db",
+    "simple_history",  # the audit trail's history tables and admin views (tenants/audit.py)
     "tenants",
     "catalog",
     "billing",

@@ -7,8 +7,9 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from saascore.api.fields import StrictCharField
+from tenants.audit import acting_as
 from tenants.authentication import request_tenant
-from tenants.selectors import api_key_get, api_key_list
+from tenants.selectors import api_key_get, api_key_history, api_key_list
 from tenants.services import api_key_rename, api_key_revoke
 
 
@@ -54,10 +55,33 @@ class ApiKeyDetailApi(APIView):
     def patch(self, request, key_id: int):
         serializer = self.InputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        api_key = api_key_rename(tenant=request_tenant(request), key_id=key_id, **serializer.validated_data)
+        with acting_as(api_key=request.auth):
+            api_key = api_key_rename(tenant=request_tenant(request), key_id=key_id, **serializer.validated_data)
         return Response(ApiKeyOutputSerializer(api_key).data)
 
     @extend_schema(responses={200: ApiKeyOutputSerializer}, summary="Revoke an API key at once (irreversible)")
     def delete(self, request, key_id: int):
-        api_key = api_key_revoke(tenant=request_tenant(request), key_id=key_id)
+        with acting_as(api_key=request.auth):
+            api_key = api_key_revoke(tenant=request_tenant(request), key_id=key_id)
         return Response(ApiKeyOutputSerializer(api_key).data, status=status.HTTP_200_OK)
+
+
+class ApiKeyHistoryApi(APIView):
+    """Who changed the key, when, and which of its fields from what to what (tenants/audit.py).
+    Its hash and prefix are never in it; nor is ``last_used_at``, which is no change."""
+
+    class KeyChangeSerializer(serializers.Serializer):
+        at = serializers.DateTimeField(source="history_date")
+        change = serializers.CharField(source="change_kind", help_text="created, changed or deleted")
+        actor = serializers.CharField(
+            source="history_actor", help_text='"admin <user>", "api key <id>", "command <name>" or "system"'
+        )
+        actor_api_key_id = serializers.IntegerField(source="history_api_key_id", allow_null=True)
+        changes = serializers.DictField(
+            source="history_changes", child=serializers.ListField(), help_text="field: [old value, new value]"
+        )
+
+    @extend_schema(responses=KeyChangeSerializer(many=True), summary="An API key's audit trail, newest first")
+    def get(self, request, key_id: int):
+        rows = api_key_history(tenant=request_tenant(request), key_id=key_id)
+        return Response(self.KeyChangeSerializer(rows, many=True).data)
