@@ -97,7 +97,7 @@ def test_a_small_tenant_beside_a_large_one_still_gets_k_results_with_high_recall
                     )
                     for i, v in enumerate(vectors)
                 ],
-                batch_size=500,  # each INSERT well within the statement timeout
+                batch_size=100,  # each INSERT well within the statement timeout, on a busy machine too
             )
         return vectors
 
