@@ -6,6 +6,7 @@ cutoff whose precision on the held-out pairs reaches the target, among the
 pairs the cache would ask it about (cosine at or above ``min_similarity``).
 """
 
+import functools
 import pickle
 import random
 from collections.abc import Callable, Sequence
@@ -28,6 +29,46 @@ Pairs = Sequence[tuple[str, str]]
 MODEL_PARAMS = {"max_iter": 400, "learning_rate": 0.05, "max_leaf_nodes": 15, "min_samples_leaf": 30}
 
 
+class FlatTrees:
+    """The boosted trees of a fitted binary ``HistGradientBoostingClassifier`` as flat arrays, walked
+    for every tree at once with numpy: the same probabilities as ``predict_proba`` (to float
+    rounding), without its per-tree Python calls and input validation (11 ms for one pair of 135
+    trees on this machine, against well under one here)."""
+
+    def __init__(self, model: HistGradientBoostingClassifier) -> None:
+        trees = [per_class[0] for per_class in model._predictors]
+        nodes = np.concatenate([tree.nodes for tree in trees])
+        if nodes["is_categorical"].any():
+            raise ValueError("categorical splits are not supported")
+        sizes = np.array([len(tree.nodes) for tree in trees])
+        offsets = np.repeat(np.cumsum(sizes) - sizes, sizes)
+        self.roots = (np.cumsum(sizes) - sizes).astype(np.intp)
+        self.feature = nodes["feature_idx"].astype(np.intp)
+        self.threshold = nodes["num_threshold"].astype(np.float64)
+        self.missing_left = nodes["missing_go_to_left"].astype(bool)
+        self.left = (nodes["left"] + offsets).astype(np.intp)
+        self.right = (nodes["right"] + offsets).astype(np.intp)
+        self.leaf = nodes["is_leaf"].astype(bool)
+        self.value = nodes["value"].astype(np.float64)
+        self.depth = int(nodes["depth"].max()) + 1
+        self.baseline = float(np.ravel(model._baseline_prediction)[0])
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        """Probability of class 1 for each row."""
+        raw = np.empty(len(features))
+        for row, x in enumerate(np.asarray(features, dtype=np.float64)):
+            node = self.roots
+            for _ in range(self.depth):
+                at_leaf = self.leaf[node]
+                if at_leaf.all():
+                    break
+                value = x[self.feature[node]]
+                left = np.where(np.isnan(value), self.missing_left[node], value <= self.threshold[node])
+                node = np.where(at_leaf, node, np.where(left, self.left[node], self.right[node]))
+            raw[row] = self.baseline + self.value[node].sum()
+        return 1 / (1 + np.exp(-raw))
+
+
 @dataclass
 class TrainedVerifier:
     """A fitted model with everything needed to score a pair, picklable as one object."""
@@ -46,7 +87,16 @@ class TrainedVerifier:
             return np.zeros(0)
         states = token_states(embedder, [t for pair in pairs for t in pair])
         features = pair_features(pairs, cosines, states, self.idf)
-        return self.model.predict_proba(features)[:, 1]
+        if len(pairs) > 64:  # a batch (evaluation): scikit-learn's vectorised path
+            return self.model.predict_proba(features)[:, 1]
+        return self.flat.predict_proba(features)
+
+    @functools.cached_property
+    def flat(self) -> FlatTrees:
+        return FlatTrees(self.model)
+
+    def __getstate__(self) -> dict:
+        return {key: value for key, value in self.__dict__.items() if key != "flat"}  # rebuilt when loaded
 
     def to_bytes(self) -> bytes:
         return pickle.dumps(self, protocol=5)

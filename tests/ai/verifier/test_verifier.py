@@ -198,3 +198,14 @@ def test_a_verifier_from_another_embedder_is_not_used(trained, monkeypatch, sett
     with unscoped_scope():
         VerifierModel.objects.create(embedder_id="openai:other", blob=other.to_bytes(), min_score=1.01, active=True)
     assert ActiveVerifier().verify("a", "b", 0.9) is None
+
+
+def test_the_flat_trees_give_scikit_learns_probabilities(trained):
+    """The live path walks the trees as flat arrays; it must be the model scikit-learn fitted."""
+    rng = np.random.default_rng(0)
+    features = rng.normal(0.5, 0.5, (300, 31))
+    features[::7, 3] = np.nan  # a missing value goes the way the split learned
+    assert np.allclose(trained.flat.predict_proba(features), trained.model.predict_proba(features)[:, 1], atol=1e-9)
+    again = TrainedVerifier.from_bytes(trained.to_bytes())  # rebuilt after loading, never pickled
+    assert "flat" not in again.__dict__ and np.allclose(again.flat.predict_proba(features[:5]),
+                                                        trained.flat.predict_proba(features[:5]))  # fmt: skip
