@@ -161,9 +161,9 @@ def test_a_cached_answer_about_another_document_is_not_served(django_capture_on_
     assert ask("Can I give my cat milk?").source == "llm"  # answered and cached
     dog = ask("Can I give my dog milk?")
     assert dog.source == "llm" and dog.citations[0]["document"] == "Can I give my dog milk?"
-    kitten = ask("can i give my kitten milk")
-    assert (kitten.source, kitten.cache["tier"]) == ("cache", "semantic")
-    assert kitten.citations[0]["document"] == "Can I give my cat milk?"
+    rephrased = ask("can i give my cat some milk")
+    assert (rephrased.source, rephrased.cache["tier"]) == ("cache", "semantic")
+    assert rephrased.citations[0]["document"] == "Can I give my cat milk?"
 
 
 def test_a_tenants_bootstrapped_questions_are_capped(monkeypatch, django_capture_on_commit_callbacks):
