@@ -19,7 +19,7 @@ from django_tasks_db.models import DBTaskResult
 
 from tenants.access import is_operator, request_tenants_managed
 from tenants.audit_admin import AuditedAdmin, AuditTrailMixin
-from tenants.models import ApiKey, Membership, Tenant
+from tenants.models import LIMIT_FIELDS, ApiKey, Membership, Tenant
 from tenants.scoping import TenantOrGlobalModel
 from tenants.services import api_key_create, api_key_revoke
 
@@ -206,12 +206,20 @@ class ApiKeyAdmin(AuditedAdmin, TenantOwnedAdmin):
     def get_readonly_fields(self, request, obj=None):
         return [*self.readonly_fields, "tenant"] if obj else self.readonly_fields
 
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        for name in ("budget_period", "soft_alert_ratio"):  # a post without them keeps the model's default
+            if name in form.base_fields:
+                form.base_fields[name].required = False
+        return form
+
     def save_model(self, request, obj, form, change):
         if change:
             super().save_model(request, obj, form, change)
             return
+        limits = {name: getattr(obj, name) for name in LIMIT_FIELDS}
         api_key, key = api_key_create(
-            tenant=obj.tenant, name=obj.name, expires_at=obj.expires_at, created_by=request.user
+            tenant=obj.tenant, name=obj.name, expires_at=obj.expires_at, created_by=request.user, limits=limits
         )
         obj.pk, obj.prefix, obj.hashed_key, obj.created_at = (
             api_key.pk, api_key.prefix, api_key.hashed_key, api_key.created_at

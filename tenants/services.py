@@ -27,9 +27,10 @@ def membership_set(*, tenant: Tenant, user, role: str) -> Membership:
 
 
 def api_key_create(
-    *, tenant: Tenant, name: str, expires_at: datetime | None = None, created_by=None
+    *, tenant: Tenant, name: str, expires_at: datetime | None = None, created_by=None, limits: dict | None = None
 ) -> tuple[ApiKey, str]:
-    """Create a key; the returned plain key is never stored and cannot be shown again."""
+    """Create a key (``limits``: values of ``LIMIT_FIELDS``); the returned plain key is never
+    stored and cannot be shown again."""
     key, prefix = new_key(tenant.pk)
     with tenant_scope(tenant):
         api_key = ApiKey.objects.for_tenant(tenant).create(
@@ -39,6 +40,7 @@ def api_key_create(
             hashed_key=hash_key(key),
             expires_at=expires_at,
             created_by=created_by,
+            **(limits or {}),
         )
     return api_key, key
 

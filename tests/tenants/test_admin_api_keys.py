@@ -17,13 +17,11 @@ from tests.factories import auth, make_tenant
 
 pytestmark = pytest.mark.django_db(transaction=True)  # unscoped work runs on its own connection
 ADD = "/admin/tenants/apikey/add/"
-# What the add form posts as it renders them (its limits left at their defaults).
-FORM_DEFAULTS = {"budget_period": "monthly", "soft_alert_ratio": "0.800"}
 
 
 def _create_key(client, tenant: Tenant, name: str = "from-admin") -> tuple[str, str]:
     """POST the add form; the page it answers with, and the one key it shows."""
-    response = client.post(ADD, {"tenant": tenant.pk, "name": name, **FORM_DEFAULTS})
+    response = client.post(ADD, {"tenant": tenant.pk, "name": name})
     assert response.status_code == 200, response.status_code
     assert "no-store" in response["Cache-Control"]
     page = response.content.decode()
@@ -93,7 +91,17 @@ def test_a_tenant_admin_creates_keys_for_their_tenant_only(client):
 
     _, key = _create_key(client, mine, name="mine-key")
     assert key.startswith(f"sc_{mine.pk}_")
-    refused = client.post(ADD, {"tenant": theirs.pk, "name": "planted", **FORM_DEFAULTS})
+    refused = client.post(ADD, {"tenant": theirs.pk, "name": "planted"})
     assert refused.status_code == 200 and "Select a valid choice" in refused.content.decode()
     with tenant_scope(theirs):
         assert not ApiKey.objects.for_tenant(theirs).exists()
+
+
+def test_a_key_created_in_the_admin_keeps_the_limits_set_on_the_form(client):
+    tenant = make_tenant()
+    client.force_login(get_user_model().objects.create_superuser("operator-limits", password="pw"))
+    fields = {"tenant": tenant.pk, "name": "limited", "requests_per_minute": 7, "budget_period": "daily"}
+    assert client.post(ADD, fields).status_code == 200
+    with tenant_scope(tenant):
+        key = ApiKey.objects.for_tenant(tenant).get(name="limited")
+    assert (key.requests_per_minute, key.budget_period, str(key.soft_alert_ratio)) == (7, "daily", "0.800")
