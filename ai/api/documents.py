@@ -52,6 +52,13 @@ class _Page(serializers.Serializer):
     limit = serializers.IntegerField(min_value=1, max_value=500, default=100)
     offset = serializers.IntegerField(min_value=0, max_value=MAX_OFFSET, default=0)
 
+    def to_internal_value(self, data):
+        # A query string's "limit=" is not an integer (DRF would read it as absent): a 400, as the schema says.
+        blank = {name: "A valid integer is required." for name in self.fields if data.get(name) == ""}
+        if blank:
+            raise serializers.ValidationError(blank)
+        return super().to_internal_value(data)
+
 
 class DocumentListApi(APIView):
     @extend_schema(

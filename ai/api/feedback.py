@@ -5,6 +5,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.views import APIView
 
+from ai.api.chat import OpenAICompatibleApi
 from ai.api.query import StrictCharField
 from ai.cache.keys import EntryId
 from ai.feedback import feedback_record
@@ -67,3 +68,6 @@ async def rate(request: HttpRequest) -> HttpResponse:
 
 
 feedback_endpoint = async_endpoint(FeedbackApi, rate)
+# /v1/feedback: the same handler, out of /api/schema/ like the rest of the OpenAI-compatible API
+# (its errors take OpenAI's shape there).
+openai_feedback_endpoint = async_endpoint(OpenAICompatibleApi, rate)

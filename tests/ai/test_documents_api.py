@@ -64,3 +64,12 @@ def test_bulk_upload_of_json_lines_is_all_or_nothing(api_client):
     assert upload(lines).json() == {"created": 5, "updated": 0}
     assert upload(lines).json() == {"created": 0, "updated": 5}
     assert len(api_client.get("/api/v1/documents", **auth(key)).json()) == 5
+
+
+def test_an_empty_page_parameter_is_a_400_not_the_default(api_client):
+    _, key = make_key(make_tenant())
+    for query in ("limit=", "offset=", "limit=abc"):
+        response = api_client.get(f"/api/v1/documents?{query}", **auth(key))
+        assert response.status_code == 400, query
+        assert query.split("=")[0] in response.json()["error"]["details"]
+    assert api_client.get("/api/v1/documents?limit=5", **auth(key)).status_code == 200

@@ -62,6 +62,8 @@ VALID_BODIES = {
     "PATCH /api/v1/documents/{document_id}": {"source": "kb/updated"},
     "POST /api/v1/documents/bulk": [{"title": "Warranty", "content": "Two years on every product."}],
     "PATCH /api/v1/keys/{key_id}": {"name": "renamed"},
+    "PATCH /api/v1/keys/{key_id}/limits": {"requests_per_minute": 100},
+    "POST /api/v1/ai/feedback": {"request_id": "fixture-request-1", "rating": "bad"},  # conftest's ANSWERED_REQUEST
 }
 
 
