@@ -17,7 +17,6 @@ from tenants.models import CACHE_CONTROLS, ApiKey
 from tenants.scoping import tenant_scope
 from tenants.selectors import api_key_get
 
-
 MAX_INT = 2**31 - 1  # the columns' range (PostgreSQL integer): more is a 400, not a 500
 
 
