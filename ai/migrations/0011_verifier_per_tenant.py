@@ -83,10 +83,17 @@ class Migration(migrations.Migration):
         migrations.AddConstraint(
             model_name="verifiermodel",
             constraint=models.UniqueConstraint(
-                condition=models.Q(("active", True)),
-                fields=("tenant", "active"),
+                condition=models.Q(("active", True), ("tenant__isnull", False)),
+                fields=("tenant",),
                 name="verifiermodel_one_active_per_tenant",
-                nulls_distinct=False,
+            ),
+        ),
+        migrations.AddConstraint(
+            model_name="verifiermodel",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("active", True), ("tenant__isnull", True)),
+                fields=("active",),
+                name="verifiermodel_one_active_global",
             ),
         ),
         EnableTenantRLS("LabelledPair", shared=True),

@@ -61,11 +61,15 @@ class VerifierModel(TenantOrGlobalModel):
     class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=["tenant", "active"],
-                condition=models.Q(active=True),
-                nulls_distinct=False,
+                fields=["tenant"],
+                condition=models.Q(active=True, tenant__isnull=False),
                 name="verifiermodel_one_active_per_tenant",
-            )
+            ),
+            models.UniqueConstraint(
+                fields=["active"],
+                condition=models.Q(active=True, tenant__isnull=True),
+                name="verifiermodel_one_active_global",
+            ),
         ]
 
     def __str__(self) -> str:
