@@ -2,12 +2,13 @@ import json
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
 
 from ai.cache.evaluation import Pair, load_pairs
 from ai.embeddings import get_embedder
+from ai.verifier.crossoptions import add_cross_encoder_arguments, fit_cross_encoder_from_options
 from ai.verifier.learn import fit_verifier_on_pairs
-from ai.verifier.models import LabelledPair, VerifierModel
+from ai.verifier.models import LabelledPair
+from ai.verifier.storage import verifier_store
 
 
 class Command(BaseCommand):
@@ -23,6 +24,7 @@ class Command(BaseCommand):
         parser.add_argument("--target-precision", type=float, default=0.85)
         parser.add_argument("--min-similarity", type=float, default=0.80)
         parser.add_argument("--activate", action="store_true", help="make it the live cache's verifier")
+        add_cross_encoder_arguments(parser)
         parser.add_argument("--json", action="store_true")
 
     def handle(self, *args, train: list[Path], skip: int, no_admin_pairs: bool, activate: bool, **options):
@@ -37,27 +39,22 @@ class Command(BaseCommand):
             ]
         embedder = get_embedder()
         try:
-            trained = fit_verifier_on_pairs(
-                pairs, embedder, target_precision=options["target_precision"], min_similarity=options["min_similarity"]
-            )
+            calibration = {"target_precision": options["target_precision"], "min_similarity": options["min_similarity"]}
+            if options["cross_encoder"]:
+                trained = fit_cross_encoder_from_options(pairs, embedder, calibration, options)
+            else:
+                trained = fit_verifier_on_pairs(pairs, embedder, **calibration)
         except ValueError as error:
             raise CommandError(str(error)) from error
-        with transaction.atomic():
-            if activate:
-                VerifierModel.objects.filter(active=True).update(active=False)
-            record = VerifierModel.objects.create(
-                embedder_id=trained.embedder_id,
-                blob=trained.to_bytes(),
-                min_score=trained.min_score,
-                active=activate,
-                report=trained.report,
-            )
+        record = verifier_store(trained, activate=activate)
         result = {"id": record.pk, "active": record.active, "min_score": round(record.min_score, 4), **record.report}
         if options["json"]:
             self.stdout.write(json.dumps(result, indent=2))
             return
+        kind = trained.report.get("kind", "boosting")
         self.stdout.write(
-            f"Verifier #{record.pk} {'(active) ' if activate else ''}trained on {trained.report['fit_pairs']} pairs, "
+            f"Verifier #{record.pk} ({kind}) {'(active) ' if activate else ''}trained on "
+            f"{trained.report['fit_pairs']} pairs, "
             f"calibrated on {trained.report['calibration_pairs']}: min score {record.min_score:.3f} gives "
             f"precision {trained.report['calibration_precision']:.3f} on held-out pairs with cosine >= "
             f"{trained.report['min_similarity']:.2f}."
