@@ -41,7 +41,7 @@ def main() -> None:
     embedder = local_embedder()  # no memo: every text is embedded afresh, as a new query would be
     pairs = [(p.text_a, p.text_b) for p in load_pairs(args.data, limit=args.pairs)]
     vectors = embedder.embed([t for pair in pairs[:64] for t in pair]).vectors
-    cosines = list(np.einsum("ij,ij->i", vectors[0::2], vectors[1::2])) * (len(pairs) // 64 + 1)
+    cosines = (list(np.einsum("ij,ij->i", vectors[0::2], vectors[1::2])) * (len(pairs) // 64 + 1))[: len(pairs)]
     verifier = PairVerifier(trained, embedder, trained.min_score)
     verifier.verify(*pairs[0], 0.9)  # warm up
 

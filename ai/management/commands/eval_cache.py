@@ -18,6 +18,7 @@ from ai.embeddings import build_embedder
 from ai.router.io import STARTER_EXAMPLES, parse_lines
 from ai.router.local import Example, ExampleSet, route_locally
 from ai.verifier.evalchoice import add_verifier_choice_arguments, chosen_verifiers, ranking_summary
+from ai.verifier.statememo import memoised
 
 STEPS = {
     "cosine": "cosine similarity only",
@@ -68,6 +69,8 @@ class Command(BaseCommand):
             raise CommandError("The verifier step learns: name its labelled pairs with --train (or --verifier-id)")
         cutoffs = [float(t) for t in thresholds.split(",")]
         model = _embedder(embedder)
+        if "verifier" in wanted:  # the verifier's token states come from the same forward pass as the vectors
+            model = memoised(model)
 
         started = time.perf_counter()
         a, b = pair_vectors(model, pairs, progress=stderr_progress("embedding"))

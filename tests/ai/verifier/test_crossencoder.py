@@ -162,3 +162,21 @@ def test_train_verifier_trains_and_activates_a_cross_encoder(tmp_path, capsys):
     assert "cross-encoder: epoch 1/1" in capsys.readouterr().err  # progress on stderr
     record = VerifierModel.objects.get(pk=result["id"])
     assert isinstance(TrainedVerifier.from_bytes(bytes(record.blob)), CrossEncoderVerifier)
+
+
+@pytest.mark.django_db
+def test_eval_cache_scores_a_stored_cross_encoder_and_its_parts(trained, tmp_path):
+    """Re-calibrated from the held-out logits it kept: the scored pairs choose nothing."""
+    data = tmp_path / "scored.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in PAIRS[140:]))
+    record = verifier_store(trained, activate=False)
+    out = io.StringIO()
+    call_command("eval_cache", data=data, verifier_id=record.pk, use="all", steps="guards,verifier",
+                 target_precision=0.8, thresholds="0.5,0.8", json=True, stdout=out, stderr=io.StringIO())  # fmt: skip
+    result = json.loads(out.getvalue())
+    assert set(result["steps"]) == {"guards", "verifier", "verifier (cross)", "verifier (boosting)"}
+    assert result["verifier"]["use"] == "ensemble" and result["verifier"]["min_score"] == round(trained.min_score, 4)
+    assert result["verifier_parts"]["verifier (cross)"]["mix"][1] == 0.0
+    assert 0.0 <= result["verifier"]["scored"]["auc"] <= 1.0
+    for step in ("verifier", "verifier (cross)"):
+        assert result["steps"][step][0]["hits"] <= result["steps"]["guards"][0]["hits"]
