@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 MANAGE := $(PY) manage.py
 
-.PHONY: run test venv lint format services-start services-stop serve migrate demo clean browser promtool alerts
+.PHONY: run test venv venv-train lint format services-start services-stop serve migrate demo clean browser promtool alerts
 
 $(VENV)/.installed-dev: requirements.txt requirements-models.txt requirements-embedded.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,6 +14,15 @@ $(VENV)/.installed-dev: requirements.txt requirements-models.txt requirements-em
 	touch $@
 
 venv: $(VENV)/.installed-dev
+
+# Training the cross-encoder verifier (train_verifier --cross-encoder): PyTorch's CPU wheel, which
+# this machine kind keeps on disk, and the ONNX exporter; never in production. `make test` installs
+# it, so the verifier's tests run a real (tiny) fine-tune.
+$(VENV)/.installed-train: requirements-train.txt $(VENV)/.installed-dev
+	$(PY) -m pip install --quiet -r requirements-train.txt
+	touch $@
+
+venv-train: $(VENV)/.installed-train
 
 services-start: venv
 	$(MANAGE) services start
@@ -62,7 +71,7 @@ alerts: promtool
 	promtool test rules deploy/prometheus/alerts_test.yml
 
 # The whole test suite: lint, alert rules, then pytest against the embedded services it starts.
-test: lint services-start browser alerts
+test: lint services-start browser alerts venv-train
 	$(VENV)/bin/pytest
 
 # The reliability suite alone (about two minutes; part of `make test`): the product under gunicorn with

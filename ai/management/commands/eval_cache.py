@@ -22,6 +22,8 @@ from ai.router.io import STARTER_EXAMPLES, parse_lines
 from ai.router.local import Example, ExampleSet, route_locally
 from ai.tenant_settings.selectors import settings_for
 from ai.tenant_settings.services import tenant_settings_save
+from ai.verifier.evalchoice import add_verifier_choice_arguments, chosen_verifiers, ranking_summary
+from ai.verifier.statememo import memoised
 from tenants.commands import tenant_from_slug
 
 STEPS = {
@@ -60,6 +62,7 @@ class Command(BaseCommand):
             "--min-similarity", type=float, default=0.80, help="the lowest cosine the verifier is calibrated for"
         )
         parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
+        add_verifier_choice_arguments(parser)
 
     def handle(self, *args, data: Path | None, train: Path | None, embedder: str, thresholds: str, limit, steps,
                json: bool, **options):  # fmt: skip
@@ -75,15 +78,18 @@ class Command(BaseCommand):
         pairs = load_pairs(data, limit=limit)
         if not pairs:
             raise CommandError(f"No pairs in {data}")
-        default_steps = [s for s in STEPS if (s != "verifier" or train) and s != "default"]
+        learns = train or options["verifier_id"]
+        default_steps = [s for s in STEPS if (s != "verifier" or learns) and s != "default"]
         wanted = [s.strip() for s in steps.split(",") if s.strip()] if steps else default_steps
         unknown = set(wanted) - set(STEPS)
         if unknown:
             raise CommandError(f"Unknown steps: {', '.join(sorted(unknown))}; known: {', '.join(STEPS)}")
-        if "verifier" in wanted and not train:
-            raise CommandError("The verifier step learns: name its labelled pairs with --train")
+        if "verifier" in wanted and not learns:
+            raise CommandError("The verifier step learns: name its labelled pairs with --train (or --verifier-id)")
         cutoffs = [float(t) for t in thresholds.split(",")]
         model = _embedder(embedder)
+        if "verifier" in wanted:  # the verifier's token states come from the same forward pass as the vectors
+            model = memoised(model)
 
         started = time.perf_counter()
         a, b = pair_vectors(model, pairs, progress=stderr_progress("embedding"))
@@ -95,13 +101,20 @@ class Command(BaseCommand):
             "guards": HitJudge(guards=True),
             "intent": HitJudge(guards=True, require_same_intent=True),
         }
-        verifier_report = None
+        verifier_report, verifier_reports = None, {}
         if "verifier" in wanted:
-            verifier = self._train_verifier(train, pairs, model, options)
-            band = [(p.text_a, p.text_b, s) for p, s in zip(pairs, scores, strict=True) if s >= min(cutoffs)]
-            verifier.prime([(a_, b_) for a_, b_, _ in band], [s for *_, s in band])
-            judges["verifier"] = HitJudge(guards=True, verifier=verifier)
-            verifier_report = {**verifier.trained.report, "min_score": round(verifier.min_score, 4)}
+            if options["verifier_id"] or options["cross_encoder"]:
+                verifiers = chosen_verifiers(train, pairs, scores, model, options)
+            else:
+                verifiers = {"verifier": self._train_verifier(train, pairs, model, options)}
+                # Every pair is scored (the judge asks about the band only): the ranking covers them all.
+                verifiers["verifier"].prime([(p.text_a, p.text_b) for p in pairs], list(scores))
+            for name, verifier in verifiers.items():
+                judges[name] = HitJudge(guards=True, verifier=verifier)
+                verifier_reports[name] = {**verifier.trained.report, "min_score": round(verifier.min_score, 4)}
+                verifier_reports[name]["scored"] = ranking_summary(verifier, pairs)
+            wanted += [name for name in verifiers if name not in wanted]
+            verifier_report = verifier_reports["verifier"]
         if "default" in wanted:
             judges["default"] = HitJudge(guards=True, verifier=self._default_verifier(pairs, scores, cutoffs))
         intents = _router_intents(model, a, b) if "intent" in wanted else None
@@ -112,12 +125,16 @@ class Command(BaseCommand):
         positives = sum(p.label for p in pairs)
         if json:
             meta = {"data": str(data), "pairs": len(pairs), "positives": positives, "embedder": model.id}
-            self.stdout.write(as_json(results, **meta, **({"verifier": verifier_report} if verifier_report else {})))
+            extra = {"verifier": verifier_report} if verifier_report else {}
+            if len(verifier_reports) > 1:
+                extra["verifier_parts"] = {k: v for k, v in verifier_reports.items() if k != "verifier"}
+            self.stdout.write(as_json(results, **meta, **extra))
             return
         for step, points in results.items():
-            self.stdout.write(format_table(f"\n{step}: {STEPS[step]}", points))
-        if verifier_report:
-            self.stdout.write(f"\nverifier: {verifier_report}")
+            self.stdout.write(format_table(f"\n{step}: {STEPS.get(step, 'cosine + guards + ' + step)}", points))
+        for name, report in verifier_reports.items():
+            kept = {k: v for k, v in report.items() if k != "config"}
+            self.stdout.write(f"\n{name}: {kept}")
         self.stdout.write(
             f"\n{len(pairs)} pairs ({positives} same-meaning) from {data}; embedder {model.id}; "
             f"embedded in {embed_seconds:.1f} s"

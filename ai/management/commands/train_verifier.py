@@ -6,11 +6,13 @@ from django.core.management.base import BaseCommand, CommandError
 
 from ai.cache.evaluation import Pair, load_pairs
 from ai.embeddings import get_embedder
+from ai.verifier.crossoptions import add_cross_encoder_arguments, fit_cross_encoder_from_options
 from ai.verifier.learn import fit_verifier_on_pairs
 from ai.verifier.live import DEFAULT_VERIFY_BELOW
-from ai.verifier.models import LabelledPair, VerifierModel
+from ai.verifier.models import LabelledPair
+from ai.verifier.storage import verifier_store
 from tenants.commands import tenant_from_slug
-from tenants.scoping import tenant_scope, unscoped_scope
+from tenants.scoping import tenant_scope
 
 
 def labelled_pairs(tenant_id: int | None) -> list[Pair]:
@@ -41,6 +43,7 @@ class Command(BaseCommand):
         parser.add_argument("--min-similarity", type=float, default=0.80)
         parser.add_argument("--activate", action="store_true", help="make it the live cache's verifier")
         parser.add_argument("--export", type=Path, help="write the model to this file (.xz: compressed), not a row")
+        add_cross_encoder_arguments(parser)
         parser.add_argument("--json", action="store_true")
 
     def handle(self, *args, train: list[Path], skip: int, no_admin_pairs: bool, activate: bool, **options):
@@ -56,9 +59,11 @@ class Command(BaseCommand):
             pairs += labelled_pairs(tenant.pk if tenant else None)
         embedder = get_embedder()
         try:
-            trained = fit_verifier_on_pairs(
-                pairs, embedder, target_precision=options["target_precision"], min_similarity=options["min_similarity"]
-            )
+            calibration = {"target_precision": options["target_precision"], "min_similarity": options["min_similarity"]}
+            if options["cross_encoder"]:
+                trained = fit_cross_encoder_from_options(pairs, embedder, calibration, options)
+            else:
+                trained = fit_verifier_on_pairs(pairs, embedder, **calibration)
         except ValueError as error:
             raise CommandError(str(error)) from error
         if options["export"]:
@@ -67,34 +72,17 @@ class Command(BaseCommand):
             options["export"].write_bytes(lzma.compress(blob) if options["export"].suffix == ".xz" else blob)
             result = {"file": str(options["export"]), "bytes": options["export"].stat().st_size}
         else:
-            record = _stored(trained, tenant.pk if tenant else None, activate=activate)
+            record = verifier_store(trained, tenant_id=tenant.pk if tenant else None, activate=activate)
             result = {"id": record.pk, "tenant": options["tenant"], "active": record.active}
         result |= {"min_score": round(trained.min_score, 4), **trained.report}
         if options["json"]:
             self.stdout.write(json.dumps(result, indent=2))
             return
         where = result.get("file") or f"#{result['id']}{' (active)' if activate else ''}"
+        kind = trained.report.get("kind", "boosting")
         self.stdout.write(
-            f"Verifier {where} trained on {trained.report['fit_pairs']} pairs, calibrated on "
+            f"Verifier {where} ({kind}) trained on {trained.report['fit_pairs']} pairs, calibrated on "
             f"{trained.report['calibration_pairs']}: min score {trained.min_score:.3f} gives precision "
             f"{trained.report['calibration_precision']:.3f} on held-out pairs with cosine >= "
             f"{trained.report['min_similarity']:.2f}."
-        )
-
-
-def _stored(trained, tenant_id: int | None, *, activate: bool) -> VerifierModel:
-    """The model as a row of its tenant (or global: an operator's unscoped write), active if asked:
-    the tenant's previous active model (or the previous global one) retires in the same transaction."""
-    with tenant_scope(tenant_id) if tenant_id else unscoped_scope():  # one transaction
-        manager = VerifierModel.objects
-        if activate:
-            mine = manager.for_tenant(tenant_id) if tenant_id else manager.global_rows()
-            mine.filter(active=True).update(active=False)
-        return manager.create(
-            tenant_id=tenant_id,
-            embedder_id=trained.embedder_id,
-            blob=trained.to_bytes(),
-            min_score=trained.min_score,
-            active=activate,
-            report=trained.report,
         )
