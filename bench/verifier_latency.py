@@ -22,6 +22,7 @@ from ai.verifier.crossencoder import KIND
 from ai.verifier.learn import TrainedVerifier
 from ai.verifier.live import PairVerifier
 from ai.verifier.models import VerifierModel
+from tenants.scoping import unscoped_scope
 
 
 def main() -> None:
@@ -33,7 +34,8 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    trained = TrainedVerifier.from_bytes(bytes(VerifierModel.objects.get(pk=args.verifier_id).blob))
+    with unscoped_scope():  # an operator's bench: any stored model, by id
+        trained = TrainedVerifier.from_bytes(bytes(VerifierModel.objects.get(pk=args.verifier_id).blob))
     if getattr(trained, "kind", None) == KIND:
         from ai.verifier.crosscalibrate import recalibrate
 

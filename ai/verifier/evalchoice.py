@@ -59,8 +59,10 @@ def chosen_verifiers(train, scored: list, cosines, embedder, options: dict) -> d
 def _stored(pk: int, embedder):
     from ai.verifier.learn import TrainedVerifier
     from ai.verifier.models import VerifierModel
+    from tenants.scoping import unscoped_scope
 
-    record = VerifierModel.objects.filter(pk=pk).first()
+    with unscoped_scope():  # an operator's command: any tenant's or the global model, by id
+        record = VerifierModel.objects.filter(pk=pk).first()
     if record is None:
         raise CommandError(f"No verifier #{pk}")
     trained = TrainedVerifier.from_bytes(bytes(record.blob))

@@ -29,6 +29,7 @@ from ai.verifier.learn import TrainedVerifier
 from ai.verifier.live import ActiveVerifier
 from ai.verifier.models import VerifierModel
 from ai.verifier.storage import verifier_store
+from tenants.scoping import unscoped_scope
 from tests.ai.verifier.pairs import labelled_pairs
 
 if os.environ.get("CI"):
@@ -124,7 +125,7 @@ print("served without torch")
     assert "served without torch" in done.stdout
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)  # a global row is an unscoped write, on its own connection
 def test_the_live_cache_serves_an_active_cross_encoder(trained, monkeypatch):
     """Stored in a VerifierModel row like any verifier: activating it decides borderline semantic hits."""
     monkeypatch.setattr(live, "REFRESH_SECONDS", 0.0)
@@ -138,18 +139,20 @@ def test_the_live_cache_serves_an_active_cross_encoder(trained, monkeypatch):
     cache.store(scope, generation, CacheEntry(query=stored, response="Use the reset link."), ttl=60, vector=vectors[0])
 
     record = verifier_store(trained, activate=True)
-    record.min_score, record.verify_below = 1.01, 0.999
-    record.save()
+    with unscoped_scope():
+        record.min_score, record.verify_below = 1.01, 0.999
+        record.save()
     assert isinstance(ActiveVerifier().current().trained, CrossEncoderVerifier)
     refused = cache.lookup_semantic(scope, generation, asked, vectors[1], threshold)
     assert refused.hit is None and refused.reason == "verifier_rejected"
 
-    record.min_score = 0.0
-    record.save()
+    with unscoped_scope():
+        record.min_score = 0.0
+        record.save()
     assert cache.lookup_semantic(scope, generation, asked, vectors[1], threshold).hit is not None
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_train_verifier_trains_and_activates_a_cross_encoder(tmp_path, capsys):
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in PAIRS[:80]))
@@ -160,11 +163,11 @@ def test_train_verifier_trains_and_activates_a_cross_encoder(tmp_path, capsys):
     assert result["kind"] == "cross-encoder" and result["active"] is True and result["use"] == "cross"
     assert result["config"]["pooling"] == "cls" and set(result["held_out_auc"]) == {"fp32", "int8"}
     assert "cross-encoder: epoch 1/1" in capsys.readouterr().err  # progress on stderr
-    record = VerifierModel.objects.get(pk=result["id"])
+    record = VerifierModel.objects.global_rows().get(pk=result["id"])
     assert isinstance(TrainedVerifier.from_bytes(bytes(record.blob)), CrossEncoderVerifier)
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_eval_cache_scores_a_stored_cross_encoder_and_its_parts(trained, tmp_path):
     """Re-calibrated from the held-out logits it kept: the scored pairs choose nothing."""
     data = tmp_path / "scored.jsonl"
