@@ -13,12 +13,14 @@ import base64
 import numpy as np
 from django.http import HttpRequest, HttpResponse
 
+from ai.api.caller import caller_of
 from ai.api.chat import OpenAICompatibleApi
 from ai.api.openai_input import AUTO, ModelNotFound, end_user, invalid
 from ai.cache import get_cache
+from ai.context import CacheControl
 from ai.embeddings import get_embedder
-from billing.admission import arate_check
 from billing.group_commit import ledger
+from billing.key_admission import aadmit
 from billing.models import UsageRecord
 from billing.services import Usage
 from saascore import metrics
@@ -62,16 +64,25 @@ async def embeddings(request: HttpRequest) -> HttpResponse:
         raise invalid("encoding_format", '"float" or "base64"')
     if body.get("dimensions") not in (None, embedder.dim):
         raise invalid("dimensions", f"this embedder's vectors have {embedder.dim} dimensions")
-    await arate_check(tenant=tenant, guard=get_cache().guard)
-    embedded = await in_cpu(embedder.embed, texts)
-    usage = Usage(
-        request_id=request.request_id,
-        source=UsageRecord.Source.EMBEDDING,
-        embedding_model=embedder.id,
-        embedding_tokens=embedded.input_tokens,
-        end_user=end_user(body.get("user")) or "",
-    )
-    row = await ledger.arecord(tenant_id=tenant.pk, usage=usage)
+    # The key's own limits as on a chat completion: its models (the embedder counts as one), its
+    # requests per minute and parallel requests, and it and its tags on the ledger row.
+    caller = caller_of(request, control=CacheControl(), metadata=body.get("metadata"), model=embedder.id)
+    admission = await aadmit(tenant=tenant, api_key=caller.api_key, request_id=request.request_id,
+                             guard=get_cache().guard)  # fmt: skip
+    try:
+        embedded = await in_cpu(embedder.embed, texts)
+        usage = Usage(
+            request_id=request.request_id,
+            source=UsageRecord.Source.EMBEDDING,
+            embedding_model=embedder.id,
+            embedding_tokens=embedded.input_tokens,
+            end_user=end_user(body.get("user")) or "",
+            api_key_id=caller.api_key_id,
+            tags=caller.tags,
+        )
+        row = await ledger.arecord(tenant_id=tenant.pk, usage=usage)
+    finally:
+        await admission.arelease()
     metrics.usage_count(tenant=tenant, row=row)
     data = [
         {"object": "embedding", "index": n, "embedding": _encoded(vector, encoding)}
@@ -80,7 +91,7 @@ async def embeddings(request: HttpRequest) -> HttpResponse:
     tokens = {"prompt_tokens": embedded.input_tokens, "total_tokens": embedded.input_tokens}
     return json_response(
         {"object": "list", "data": data, "model": embedder.id, "usage": tokens},
-        headers={"x-saascore-request-id": request.request_id},
+        headers={"x-saascore-request-id": request.request_id, **admission.headers()},
     )
 
 

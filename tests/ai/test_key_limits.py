@@ -170,3 +170,24 @@ def test_a_key_of_tenant_a_can_never_limit_or_see_tenant_bs(api_client, tenant, 
     done = api_client.patch(f"/api/v1/keys/{mine.pk}/limits", {"requests_per_minute": 5}, format="json",
                             **auth(manager))  # fmt: skip
     assert done.status_code == 200 and done.json()["requests_per_minute"] == 5
+
+
+def test_embeddings_obey_the_keys_limits_and_record_the_key(api_client, tenant):
+    api_key, key = make_key(tenant)
+    api_key_limits_set(tenant=tenant, key_id=api_key.pk, values={"requests_per_minute": 1})
+
+    def embed(key, **fields):
+        body = {"model": "auto", "input": "How do I get a refund?", **fields}
+        return api_client.post("/v1/embeddings", body, format="json", **auth(key))
+
+    first = embed(key, metadata={"tags": ["search"]})
+    assert first.status_code == 200, first.content
+    assert first["x-ratelimit-limit-requests"] == "1" and first["x-ratelimit-remaining-requests"] == "0"
+    refused = embed(key)
+    assert refused.status_code == 429 and refused["Retry-After"]
+    (row,) = [r for r in rows(tenant) if r.source == "embedding"]
+    assert row.api_key_id == api_key.pk and row.tags == ["search"]
+
+    limited, limited_key = make_key(tenant)
+    api_key_limits_set(tenant=tenant, key_id=limited.pk, values={"allowed_models": ["gpt-4o-mini"]})
+    assert embed(limited_key).status_code == 403  # its models do not include the embedder
