@@ -75,11 +75,26 @@ async def arate_check(*, tenant: Tenant, guard: RedisGuard) -> None:
     if not limit:
         return
     op = lambda: limiter.admit(_tenant_limits(tenant, limit), "", time.time())  # noqa: E731
-    raise_refused(await guard.arun("rate_limit", op, []))
+    raise_refused(await counted_windows(guard, op))
 
 
 _WHAT = {"requests_per_minute": "requests per minute", "tokens_per_minute": "tokens per minute",
          "parallel_requests": "requests in parallel"}  # fmt: skip
+
+
+class TooBusyToCount(ApiError):
+    status, code = 503, "overloaded"
+
+
+async def counted_windows(guard: RedisGuard, op) -> list[Window]:
+    """The limiter's windows for a request. Redis unreachable: none (nothing refuses, documented);
+    but a process too busy to read Redis's reply in time (after retries: each slot is taken by
+    request id, so a retry is not counted twice, but for the tenant's minute counter, which errs
+    on refusing) refuses the request (503) rather than admit it uncounted: limits stay exact."""
+    windows = await guard.arun("rate_limit", op, [], reads_only=True, busy=None)
+    if windows is None:
+        raise TooBusyToCount("This server is too busy to count the request against its limits; retry.", retry_after=1)
+    return windows
 
 
 def raise_refused(windows: list[Window], headers: dict | None = None, api_key_id: int | None = None) -> None:

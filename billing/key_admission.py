@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 
 from billing import limiter
-from billing.admission import raise_refused
+from billing.admission import counted_windows, raise_refused
 from billing.budgets import abudget_for
 from billing.limiter import Limits, Window
 from saascore.api.errors import ApiError
@@ -96,7 +96,7 @@ async def aadmit(*, tenant: Tenant, api_key: ApiKey | None, request_id: str, gua
     if not limits.any or guard is None:
         return admission
     op = lambda: limiter.admit(limits, request_id, time.time())  # noqa: E731
-    admission.windows = await guard.arun("rate_limit", op, [])
+    admission.windows = await counted_windows(guard, op)
     admission.claimed = any(w.name == "parallel_requests" and not w.refused for w in admission.windows)
     raise_refused(admission.windows, admission.headers(), api_key.pk if api_key else None)
     return admission

@@ -44,6 +44,7 @@ T = TypeVar("T")
 # A read this busy process failed is asked again up to this many times in all: while the
 # burst that stalled the loop is being parsed, a retry can time out the same way.
 BUSY_READ_ATTEMPTS = 4
+_SAME = object()  # ``busy`` not given: a busy process answers ``default`` as on any failure
 # The server could not be reached in time: this is what opens the breaker.
 UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, OSError)
 
@@ -78,18 +79,22 @@ class RedisGuard:
         """The operation ``op()`` (saascore/redis/ops.py) driven with the sync client."""
         return self.call(name, lambda client: ops.run(client, op()), default)
 
-    async def arun(self, name: str, op: Callable[[], Op[T]], default: T, *, reads_only: bool = False) -> T:
+    async def arun(
+        self, name: str, op: Callable[[], Op[T]], default: T, *, reads_only: bool = False, busy: object = _SAME
+    ) -> T:
         """The same operation driven with this event loop's asyncio client of the same server.
         ``reads_only``: the operation may run again, so one that this busy process failed (its
         reply most likely there, unread) is tried again, up to BUSY_READ_ATTEMPTS in all, before
-        answering ``default``: a hit that loses its lookup to a burst becomes a miss behind it."""
-        return await self.acall(
-            name, lambda client: ops.arun(client, op()), default, attempts=BUSY_READ_ATTEMPTS if reads_only else 1
-        )
+        answering ``default``: a hit that loses its lookup to a burst becomes a miss behind it.
+        ``busy``: what to answer instead of ``default`` when every attempt failed on this busy
+        process (Redis itself answered): a limiter refuses then rather than admit uncounted."""
+        attempts = BUSY_READ_ATTEMPTS if reads_only else 1
+        return await self.acall(name, lambda client: ops.arun(client, op()), default, attempts=attempts, busy=busy)
 
     async def acall(
-        self, name: str, fn: Callable[[redis.asyncio.Redis], Awaitable[T]], default: T, *, attempts: int = 1
-    ) -> T:
+        self, name: str, fn: Callable[[redis.asyncio.Redis], Awaitable[T]], default: T, *, attempts: int = 1,
+        busy: object = _SAME,
+    ) -> T:  # fmt: skip
         """``await fn(client)`` with this event loop's asyncio client of the same server (a library
         that sends its own commands: the key limiter, billing/limiter.py), under the same breaker."""
         if not self.breaker.allow():
@@ -110,7 +115,7 @@ class RedisGuard:
                 return default
             self.breaker.record_success()
             return result
-        return default
+        return default if busy is _SAME else busy
 
     def _unreachable(self, name: str, exc: Exception) -> None:
         self.breaker.record_failure()
