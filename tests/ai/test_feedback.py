@@ -7,12 +7,15 @@ import json
 import redis
 from django.conf import settings
 
+from ai.cache import get_cache
 from ai.cache.keys import CacheScope, query_hash
 from ai.embeddings import get_embedder
 from ai.verifier.models import LabelledPair
 from saascore import metrics
+from saascore.redis.breaker import BreakerState
 from tenants.scoping import tenant_scope
 from tests.factories import auth
+from tests.redis_servers import paused, private_redis
 from tests.serving import http, served, wait_until
 
 ORIGINAL = "How do I reset my password?"
@@ -155,3 +158,28 @@ def test_rating_an_exact_alias_drops_the_original_and_every_alias(helpdesk):
         assert post("/api/v1/ai/query", {"query": PARAPHRASE})[1]["X-Cache"] == "MISS"
     # The key names the newest answer it gave: the alias's exact hit of the paraphrase.
     assert pairs(tenant) == [(PARAPHRASE, ORIGINAL, False, "feedback")]
+
+
+def test_a_bad_rating_while_redis_stalls_is_a_503_that_keeps_the_label_and_a_retry_evicts(
+    api_client, helpdesk, tmp_path, settings
+):
+    with private_redis(tmp_path, search=False) as server:
+        settings.REDIS_URL = server.url
+        tenant, key = helpdesk()
+        ask(api_client, key, ORIGINAL)
+        hit = ask(api_client, key, PARAPHRASE)
+        assert hit["X-Cache"] == "HIT-SEMANTIC"
+        before = counted("bad", "unavailable")
+
+        with paused(server):
+            refused = rate(api_client, key, request_id=hit["x-saascore-request-id"], rating="bad")
+        assert refused.status_code == 503, refused.content
+        assert refused.json()["error"]["code"] == "cache_unavailable" and int(refused["Retry-After"]) >= 1
+        assert counted("bad", "unavailable") == before + 1
+        assert pairs(tenant) == [(PARAPHRASE, ORIGINAL, False, "feedback")]  # the rating is kept
+
+        wait_until(lambda: get_cache().breaker.state is not BreakerState.OPEN, timeout=30, what="the breaker to close")
+        retried = rate(api_client, key, request_id=hit["x-saascore-request-id"], rating="bad")
+        assert retried.status_code == 200 and retried.json()["evicted"] is True, retried.content
+        assert len(pairs(tenant)) == 1
+        assert ask(api_client, key, ORIGINAL)["X-Cache"] == "MISS"
