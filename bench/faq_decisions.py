@@ -1,0 +1,114 @@
+"""The semantic tier's hit decision on an FAQ tenant, offline: the table behind the
+end-to-end FAQ figures (docs/benchmarks.md, issue 17), without the pipeline around it.
+
+Each first question of the pairs file is a cached question (eval_e2e asks them first);
+each second question meets its nearest cached question by cosine (the local embedder).
+A hit is right when that cached question is the FAQ entry a similar pair says it
+rephrases; recall is over the rephrasings (similar pairs), precision over every hit, as
+``manage.py eval_e2e`` counts them. Rows: cosine thresholds, with the guards, then with
+each verifier at its own cutoff and at fixed cutoffs; and each score's ranking (AUC)
+among the candidates at cosine >= 0.65 that the guards pass.
+
+    python bench/faq_pairs.py --covid --out var/covid-dev
+    python bench/faq_decisions.py --pairs var/covid-dev/pairs.csv [--verifier-id 3] [--json]
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import _setup  # noqa: F401  (Django)
+import numpy as np
+
+from ai.cache.judge import guard_veto
+from ai.embeddings import get_embedder
+from ai.faq_evaluation import read_pairs, same_text
+from ai.verifier.live import PairVerifier, _from_blob, default_verifier
+from ai.verifier.models import VerifierModel
+
+THRESHOLDS = (0.75, 0.80, 0.85, 0.90)
+CUTOFFS = (0.5, 0.7, 0.8, 0.9)
+
+
+def stored_verifier(pk: int) -> PairVerifier:
+    record = VerifierModel.objects.global_rows().get(pk=pk)
+    trained = _from_blob(bytes(record.blob), str(record))
+    if trained is None:
+        raise SystemExit(f"verifier #{pk} cannot be used with this embedder")
+    return PairVerifier(trained, get_embedder(), record.min_score, name=f"#{pk}")
+
+
+def auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    positives, negatives = scores[labels], scores[~labels]
+    if not len(positives) or not len(negatives):
+        return None
+    greater = (positives[:, None] > negatives[None, :]).sum() + 0.5 * (positives[:, None] == negatives[None, :]).sum()
+    return round(float(greater / (len(positives) * len(negatives))), 3)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs", required=True, type=Path, help="CSV question_1,question_2,similar (eval_e2e's)")
+    parser.add_argument("--verifier-id", type=int, action="append", default=[], help="a stored global verifier too")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    pairs = read_pairs(args.pairs)
+    cached = list(dict.fromkeys(p.question_1 for p in pairs))
+    seconds = list(dict.fromkeys(p.question_2 for p in pairs))
+    entry = {p.question_2: same_text(p.question_1) for p in pairs if p.similar}
+    embedder = get_embedder()
+    similarity = embedder.embed(seconds).vectors @ embedder.embed(cached).vectors.T
+    nearest, cosine = similarity.argmax(1), similarity.max(1)
+    candidates = [(question, cached[n]) for question, n in zip(seconds, nearest, strict=True)]
+    right = np.array([entry.get(q) == same_text(c) for q, c in candidates])
+    vetoed = np.array([guard_veto(q, c) is not None for q, c in candidates])
+    rephrasings = len(entry)
+
+    verifiers = [v for v in [default_verifier()] if v is not None] + [stored_verifier(pk) for pk in args.verifier_id]
+    scores = {v.name: np.asarray(v.trained.scores(candidates, list(cosine), embedder)) for v in verifiers}
+
+    def rates(mask: np.ndarray) -> dict:
+        hits, good = int(mask.sum()), int((mask & right).sum())
+        precision = round(good / hits, 3) if hits else None
+        return {"hits": hits, "precision": precision, "recall": round(good / rephrasings, 3)}
+
+    rows = []
+    for threshold in THRESHOLDS:
+        passed = (cosine >= threshold) & ~vetoed
+        rows.append({"threshold": threshold, "verifier": None, "cutoff": None, **rates(passed)})
+        for verifier in verifiers:
+            for cutoff in sorted({round(verifier.min_score, 3), *CUTOFFS}):
+                kept = passed & (scores[verifier.name] >= cutoff)
+                rows.append({"threshold": threshold, "verifier": verifier.name, "cutoff": cutoff, **rates(kept)})
+    band = (cosine >= 0.65) & ~vetoed
+    ranking = {"cosine": auc(right[band], cosine[band])} | {n: auc(right[band], s[band]) for n, s in scores.items()}
+    result = {
+        "pairs": str(args.pairs),
+        "cached_questions": len(cached),
+        "second_questions": len(seconds),
+        "rephrasings": rephrasings,
+        "nearest_is_right": round(float(right.sum()) / rephrasings, 3),
+        "auc_in_band": ranking,
+        "rows": rows,
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return
+    print(
+        f"{len(cached)} cached questions, {len(seconds)} second questions ({rephrasings} rephrasings); "
+        f"the nearest cached question is the right one for {result['nearest_is_right']:.0%} of the rephrasings"
+    )
+    aucs = ", ".join(f"{name} {value}" for name, value in ranking.items())
+    print(f"AUC among candidates at cosine >= 0.65 the guards pass: {aucs}")
+    print(f"{'cosine >=':>9}  {'verifier':>9}  {'cutoff':>6}  {'hits':>4}  {'precision':>9}  {'recall':>6}")
+    for row in rows:
+        precision = "–" if row["precision"] is None else f"{row['precision']:.2f}"
+        print(
+            f"{row['threshold']:>9.2f}  {row['verifier'] or 'guards':>9}  {row['cutoff'] or '':>6}  "
+            f"{row['hits']:>4}  {precision:>9}  {row['recall']:>6.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
