@@ -6,8 +6,10 @@ each second question meets its nearest cached question by cosine (the local embe
 A hit is right when that cached question is the FAQ entry a similar pair says it
 rephrases; recall is over the rephrasings (similar pairs), precision over every hit, as
 ``manage.py eval_e2e`` counts them. Rows: cosine thresholds, with the guards, then with
-each verifier at its own cutoff and at fixed cutoffs; and each score's ranking (AUC)
-among the candidates at cosine >= 0.65 that the guards pass.
+each verifier at its own cutoff and at fixed cutoffs, each also without the hits a rival
+refuses (``HitJudge.rivalled`` at ``AI["AMBIGUITY_MARGIN"]`` or ``--margin``, among the 4
+nearest cached questions, each FAQ question about its own entry); and each score's ranking
+(AUC) among the candidates at cosine >= 0.65 that the guards pass.
 
     python bench/faq_pairs.py --covid --out var/covid-dev
     python bench/faq_decisions.py --pairs var/covid-dev/pairs.csv [--verifier-id 3] [--json]
@@ -20,13 +22,15 @@ from pathlib import Path
 import _setup  # noqa: F401  (Django)
 import numpy as np
 
-from ai.cache.judge import guard_veto
+from ai.cache.judge import HitJudge, guard_veto
 from ai.embeddings import get_embedder
 from ai.faq_evaluation import read_pairs, same_text
 from ai.verifier.live import PairVerifier, _from_blob, default_verifier
 from ai.verifier.models import VerifierModel
+from saascore.conf import ai_settings
 
 THRESHOLDS = (0.75, 0.80, 0.85, 0.90)
+CANDIDATES = 4  # the live cache's vector search returns this many
 CUTOFFS = (0.5, 0.7, 0.8, 0.9)
 
 
@@ -50,16 +54,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", required=True, type=Path, help="CSV question_1,question_2,similar (eval_e2e's)")
     parser.add_argument("--verifier-id", type=int, action="append", default=[], help="a stored global verifier too")
+    parser.add_argument("--margin", type=float, help="the ambiguity margin (default: the AI setting)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    margin = ai_settings.AMBIGUITY_MARGIN if args.margin is None else args.margin
 
     pairs = read_pairs(args.pairs)
     cached = list(dict.fromkeys(p.question_1 for p in pairs))
     seconds = list(dict.fromkeys(p.question_2 for p in pairs))
     entry = {p.question_2: same_text(p.question_1) for p in pairs if p.similar}
     embedder = get_embedder()
-    similarity = embedder.embed(seconds).vectors @ embedder.embed(cached).vectors.T
+    cached_vectors = embedder.embed(cached).vectors
+    similarity = embedder.embed(seconds).vectors @ cached_vectors.T
     nearest, cosine = similarity.argmax(1), similarity.max(1)
+    judge = HitJudge(ambiguity_margin=margin)
+
+    def rivalled(row: int, threshold: float) -> bool:
+        found = np.argsort(-similarity[row])[:CANDIDATES]  # nearest first: the chosen one is 0
+        abouts = [(int(n),) for n in found]  # each FAQ question is about its own entry
+        return judge.rivalled(0, similarity[row, found], cached_vectors[found], abouts, threshold)
+
     candidates = [(question, cached[n]) for question, n in zip(seconds, nearest, strict=True)]
     right = np.array([entry.get(q) == same_text(c) for q, c in candidates])
     vetoed = np.array([guard_veto(q, c) is not None for q, c in candidates])
@@ -76,11 +90,14 @@ def main() -> None:
     rows = []
     for threshold in THRESHOLDS:
         passed = (cosine >= threshold) & ~vetoed
-        rows.append({"threshold": threshold, "verifier": None, "cutoff": None, **rates(passed)})
-        for verifier in verifiers:
-            for cutoff in sorted({round(verifier.min_score, 3), *CUTOFFS}):
-                kept = passed & (scores[verifier.name] >= cutoff)
-                rows.append({"threshold": threshold, "verifier": verifier.name, "cutoff": cutoff, **rates(kept)})
+        alone = passed & ~np.array([rivalled(row, threshold) for row in range(len(seconds))])
+        for rival_check, base in ((False, passed), (True, alone)):
+            row = {"threshold": threshold, "no_rival": rival_check}
+            rows.append(row | {"verifier": None, "cutoff": None, **rates(base)})
+            for verifier in verifiers:
+                for cutoff in sorted({round(verifier.min_score, 3), *CUTOFFS}):
+                    kept = base & (scores[verifier.name] >= cutoff)
+                    rows.append(row | {"verifier": verifier.name, "cutoff": cutoff, **rates(kept)})
     band = (cosine >= 0.65) & ~vetoed
     ranking = {"cosine": auc(right[band], cosine[band])} | {n: auc(right[band], s[band]) for n, s in scores.items()}
     result = {
@@ -89,6 +106,7 @@ def main() -> None:
         "second_questions": len(seconds),
         "rephrasings": rephrasings,
         "nearest_is_right": round(float(right.sum()) / rephrasings, 3),
+        "ambiguity_margin": margin,
         "auc_in_band": ranking,
         "rows": rows,
     }
@@ -101,12 +119,12 @@ def main() -> None:
     )
     aucs = ", ".join(f"{name} {value}" for name, value in ranking.items())
     print(f"AUC among candidates at cosine >= 0.65 the guards pass: {aucs}")
-    print(f"{'cosine >=':>9}  {'verifier':>9}  {'cutoff':>6}  {'hits':>4}  {'precision':>9}  {'recall':>6}")
+    print(f"{'cosine >=':>9}  {'no rival':>8}  {'verifier':>9}  {'cutoff':>6}  {'hits':>4}  {'precision':>9}  recall")
     for row in rows:
         precision = "–" if row["precision"] is None else f"{row['precision']:.2f}"
         print(
-            f"{row['threshold']:>9.2f}  {row['verifier'] or 'guards':>9}  {row['cutoff'] or '':>6}  "
-            f"{row['hits']:>4}  {precision:>9}  {row['recall']:>6.2f}"
+            f"{row['threshold']:>9.2f}  {margin if row['no_rival'] else '':>8}  {row['verifier'] or 'guards':>9}  "
+            f"{row['cutoff'] or '':>6}  {row['hits']:>4}  {precision:>9}  {row['recall']:>6.2f}"
         )
 
 

@@ -52,6 +52,11 @@ DEFAULTS: dict[str, Any] = {
     # written (no vectors stored), as on a Redis without a vector API; the
     # end-to-end benchmark compares the two (bench/e2e_bench.py).
     "SEMANTIC_TIER": True,
+    # A semantic hit is refused when another candidate that asks something else (not about
+    # the same document, its own cosine to the chosen one below the threshold) is within this
+    # much cosine of it: the query sits between two cached questions (ai/cache/judge.py, 6).
+    # 0: off. Chosen on Banking77 (docs/benchmarks.md, issue 17).
+    "AMBIGUITY_MARGIN": 0.05,
     # Tenants (slugs or ids) whose queries, cost and savings get their own `tenant`
     # label in the metrics; every other tenant is `other`. Keep it short: each
     # entry multiplies those series.

@@ -56,7 +56,7 @@ def get_cache() -> SemanticCache:
                 cache = build_cache(
                     guard.client,
                     backend="auto" if ai_settings.SEMANTIC_TIER else None,
-                    judge=HitJudge(verifier=ActiveVerifier()),
+                    judge=HitJudge(verifier=ActiveVerifier(), ambiguity_margin=ai_settings.AMBIGUITY_MARGIN),
                     guard=guard,
                 )
                 _cache = cache

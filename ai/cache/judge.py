@@ -9,12 +9,21 @@ used by the live cache and by ``manage.py eval_cache`` alike.
    stored with the entry), it must be the same document. "How long are dogs
    pregnant?" is near "How long are cats pregnant?" in wording, not in evidence;
 5. a verifier, when configured, must agree: it scores the pair (in the
-   borderline band it chooses) and accepts or rejects it (``ai/verifier``).
+   borderline band it chooses) and accepts or rejects it (``ai/verifier``);
+6. no rival: when another candidate that asks something else (about another document, or,
+   without evidence, not a paraphrase of the one accepted) is within
+   ``ambiguity_margin`` of the accepted similarity, the query sits between two cached
+   questions and which one it means is unsure (``HitJudge.rivalled``: the ratio test of
+   nearest-neighbour matching). "Who is at risk of dying from COVID-19?" is as near
+   "Who is at risk for COVID-19?" as "How severe is COVID-19?" is.
 """
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
+
+import numpy as np
 
 # A number on its own ("5", "3.5", "1,000"), not one that is part of a name: "COVID-19", "H1N1",
 # "B12" and "MP3" say which thing, and a question that writes "covid" asks about the same one.
@@ -66,6 +75,7 @@ class HitJudge:
     guards: bool = True
     require_same_intent: bool = False
     verifier: Verifier | None = None
+    ambiguity_margin: float = 0.0  # 0: no rival check
 
     def judge(
         self,
@@ -95,3 +105,23 @@ class HitJudge:
                 return Verdict(False, "verifier_rejected", similarity, check.score)
             return Verdict(True, "verified", similarity, check.score)
         return Verdict(True, "similar", similarity)
+
+    def rivalled(
+        self, chosen: int, similarities: np.ndarray, vectors: np.ndarray, abouts: Sequence[tuple[int, ...]],
+        threshold: float,
+    ) -> bool:  # fmt: skip
+        """Is candidate ``chosen`` (accepted by ``judge``) rivalled by another candidate within the
+        margin that asks something else? Candidates are the rows of ``vectors`` (unit length), their
+        ``similarities`` to the query and the documents each is ``about``. A rival asks something
+        else than the chosen one: when both say what they are about, another document; else their
+        own similarity is below ``threshold`` (not a paraphrase of it)."""
+        if self.ambiguity_margin <= 0 or len(similarities) < 2:
+            return False
+        near = np.flatnonzero(similarities >= similarities[chosen] - self.ambiguity_margin)
+        for other in near[near != chosen]:
+            if abouts[chosen] and abouts[other]:  # the tenant's documents say what each asks about
+                if abouts[chosen][0] != abouts[other][0]:
+                    return True
+            elif float(vectors[chosen] @ vectors[other]) < threshold:  # else: not a paraphrase of it
+                return True
+        return False

@@ -324,14 +324,19 @@ class SemanticCache:
         intent: str | None, documents: tuple[int, ...],
     ) -> Lookup:  # fmt: skip
         # Exact cosine from the stored float32 vectors: the same number on every backend.
-        similarities = np.stack([e.vector for _, e in live]) @ np.asarray(vector, dtype=np.float32)
+        vectors = np.stack([e.vector for _, e in live])
+        similarities = vectors @ np.asarray(vector, dtype=np.float32)
+        abouts = [e.about for _, e in live]
         best: Verdict | None = None
         for position in np.argsort(-similarities):
             (member, entry), similarity = live[position], float(similarities[position])
-            verdict = self.judge.judge(
-                query, entry.query, similarity, threshold, query_intent=intent, candidate_intent=entry.intent,
-                query_documents=documents, candidate_documents=entry.about, tenant_id=scope.tenant_id,
-            )  # fmt: skip
+            if similarity >= threshold and self.judge.rivalled(position, similarities, vectors, abouts, threshold):
+                verdict = Verdict(False, "ambiguous", similarity)  # before the verifier's cost
+            else:
+                verdict = self.judge.judge(
+                    query, entry.query, similarity, threshold, query_intent=intent, candidate_intent=entry.intent,
+                    query_documents=documents, candidate_documents=entry.about, tenant_id=scope.tenant_id,
+                )  # fmt: skip
             if verdict.hit:
                 hit = CacheHit(entry, "semantic", similarity, threshold, member=member)
                 return Lookup(hit, generation, verdict.reason, similarity)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from ai.cache.entries import CacheEntry
+from ai.cache.judge import HitJudge
 from ai.cache.keys import CacheScope, query_hash
 from tests.ai.cache.vectors import at_cosine, vec
 
@@ -181,3 +182,22 @@ def test_store_many_warms_the_cache_and_skips_personal_data(cache, tenant_ids):
     assert cache.lookup_exact(scope, "faq question 17").hit.entry.response == "answer 17"
     assert _semantic(cache, scope, "faq question 23", vec("faq 23")).hit.entry.response == "answer 23"
     assert not cache.lookup_exact(scope, "mail me at a@b.example").hit
+
+
+def test_a_question_between_two_cached_questions_about_different_things_is_ambiguous(cache, tenant_ids):
+    """Cached A and B are far apart (cosine 0.80); the question is 0.955 from A and 0.939 from B:
+    within the margin of both, it may mean either, so neither answers it."""
+    cache.judge = HitJudge(ambiguity_margin=0.05)
+    scope = CacheScope(tenant_ids(), "emb")
+    a = vec("airplane")
+    b = at_cosine(a, np.cos(0.65), salt="train")
+    plane = (b - np.cos(0.65) * a) / np.sin(0.65)  # the unit vector that, with a, spans a and b
+    between = (np.cos(0.30) * a + np.sin(0.30) * plane).astype(np.float32)
+    _store(cache, scope, "Can I catch it on an airplane?", a, response="Airplanes: ...", extra={"about": [1]})
+    _store(cache, scope, "Can I catch it on a train?", b, response="Trains: ...", extra={"about": [2]})
+
+    found = _semantic(cache, scope, "Can I catch it while travelling?", between)
+    assert not found.hit and found.reason == "ambiguous"
+    assert found.similarity == pytest.approx(np.cos(0.30), abs=1e-4)
+    near_a = (np.cos(0.10) * a + np.sin(0.10) * plane).astype(np.float32)  # 0.995 from A, 0.878 from B
+    assert _semantic(cache, scope, "Can I catch it on a plane?", near_a).hit.entry.response == "Airplanes: ..."
