@@ -23,6 +23,7 @@ chooses what "Redis could not say" means for it.
 """
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -41,9 +42,12 @@ from saascore.redis.ops import Op
 logger = logging.getLogger("saascore.cache")
 T = TypeVar("T")
 
-# A read this busy process failed is asked again up to this many times in all: while the
-# burst that stalled the loop is being parsed, a retry can time out the same way.
-BUSY_READ_ATTEMPTS = 4
+# A read this busy process failed is asked again until this long after its first attempt
+# (and at least once): while the burst that stalled the loop is being parsed, a retry can
+# fail the same way, and a hit whose lookup gives up is answered as a miss behind the burst
+# (an upstream call, paid). A Redis that is down fails at once (connection refused) or opens
+# the breaker; only this process's own congestion is waited out.
+BUSY_READ_SECONDS = 3.0
 _SAME = object()  # ``busy`` not given: a busy process answers ``default`` as on any failure
 # The server could not be reached in time: this is what opens the breaker.
 UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, OSError)
@@ -84,24 +88,26 @@ class RedisGuard:
     ) -> T:
         """The same operation driven with this event loop's asyncio client of the same server.
         ``reads_only``: the operation may run again, so one that this busy process failed (its
-        reply most likely there, unread) is tried again, up to BUSY_READ_ATTEMPTS in all, before
+        reply most likely there, unread) is tried again for up to BUSY_READ_SECONDS before
         answering ``default``: a hit that loses its lookup to a burst becomes a miss behind it.
         ``busy``: what to answer instead of ``default`` when every attempt failed on this busy
         process (Redis itself answered): a limiter refuses then rather than admit uncounted."""
-        attempts = BUSY_READ_ATTEMPTS if reads_only else 1
-        return await self.acall(name, lambda client: ops.arun(client, op()), default, attempts=attempts, busy=busy)
+        retry_for = BUSY_READ_SECONDS if reads_only else None
+        return await self.acall(name, lambda client: ops.arun(client, op()), default, retry_for=retry_for, busy=busy)
 
     async def acall(
-        self, name: str, fn: Callable[[redis.asyncio.Redis], Awaitable[T]], default: T, *, attempts: int = 1,
-        busy: object = _SAME,
+        self, name: str, fn: Callable[[redis.asyncio.Redis], Awaitable[T]], default: T, *,
+        retry_for: float | None = None, busy: object = _SAME,
     ) -> T:  # fmt: skip
         """``await fn(client)`` with this event loop's asyncio client of the same server (a library
-        that sends its own commands: the key limiter, billing/limiter.py), under the same breaker."""
+        that sends its own commands: the key limiter, billing/limiter.py), under the same breaker.
+        ``retry_for``: seconds during which a failure of this busy process is tried again (None: once)."""
         if not self.breaker.allow():
             metrics.CACHE_ERRORS.labels(op=f"{name}_breaker_open").inc()
             return default
         loop_stall.watch()
-        for _ in range(attempts):
+        deadline = None if retry_for is None else time.monotonic() + retry_for
+        while True:
             try:
                 result = await fn(async_twin(self.client))
             except UNREACHABLE as exc:
@@ -109,13 +115,14 @@ class RedisGuard:
                     self._unreachable(name, exc)
                     return default
                 self._overloaded(name, exc)
+                if deadline is None or time.monotonic() >= deadline:
+                    return default if busy is _SAME else busy
                 continue
             except redis.RedisError as exc:
                 self._refused(name, exc)
                 return default
             self.breaker.record_success()
             return result
-        return default if busy is _SAME else busy
 
     def _unreachable(self, name: str, exc: Exception) -> None:
         self.breaker.record_failure()

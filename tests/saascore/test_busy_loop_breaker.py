@@ -105,3 +105,22 @@ def test_a_read_a_stalled_loop_failed_is_asked_again(guarded):
 
     assert asyncio.run(burst()) == [None] * 6  # every one answered by Redis, none by its default
     assert guard.breaker.state is BreakerState.CLOSED
+
+
+def test_a_read_waits_out_a_crowded_pool_rather_than_answer_its_default(guarded, settings):
+    """A hit's lookup that finds every connection taken by a burst keeps asking (for up to
+    BUSY_READ_SECONDS), far longer than one pool timeout: given up, the hit would be answered
+    as a miss behind the burst, by the upstream."""
+    _, client, guard = guarded
+    settings.AI = {**settings.AI, "REDIS_MAX_CONNECTIONS": 1, "REDIS_POOL_TIMEOUT": 0.02}
+    client.set("k", "cached")
+    held_for = 0.2  # ten pool timeouts, within the socket timeout
+
+    async def crowd():
+        holder = asyncio.create_task(guard.arun("blpop", lambda: blpop("empty", held_for), "default"))
+        await _blocked_on_the_server(client, 1)  # the only connection is taken
+        read = await guard.arun("lookup", lambda: get("k"), "default", reads_only=True)
+        return read, await holder
+
+    assert asyncio.run(crowd()) == (b"cached", None)
+    assert guard.breaker.state is BreakerState.CLOSED
