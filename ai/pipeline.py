@@ -13,6 +13,10 @@ miss) in the DB pool: the event loop only waits. A hit runs no SQL: its key,
 settings and prices come from per-process caches, its ledger row goes in with
 other requests' rows (billing/group_commit.py), and it reserves nothing (it costs
 nothing to answer). Network calls happen outside database transactions.
+
+A miss prepares (embedding to retrieval) only with a permit of ai/miss_gate.py, a few per
+process at once, taken after the exact tier missed and given back just before the
+upstream call: a burst of misses waits in line instead of slowing every hit.
 """
 
 import logging
@@ -37,6 +41,7 @@ from ai.context import (
 )  # fmt: skip
 from ai.embeddings import get_embedder
 from ai.llm.generate import Generation, UpstreamFailed, chain_deadline, generate, model_chain
+from ai.miss_gate import Permit
 from ai.rag.retrieval import retrieve
 from ai.router.decisions import Intent
 from ai.router.service import route_query
@@ -207,8 +212,9 @@ class Miss:
     flight: Flight | None
 
 
-async def _lookup(ctx: QueryContext, cache: SemanticCache) -> QueryResult | Miss:
-    """The cache's answer (a hit's result), or the miss to generate; its flight (if any) is held."""
+async def _lookup(ctx: QueryContext, cache: SemanticCache, permit: Permit) -> QueryResult | Miss:
+    """The cache's answer (a hit's result), or the miss to generate; its flight (if any) is held.
+    Past the exact tier it waits for ``permit`` (a follower gives it back while it waits)."""
     generation = None
     if ctx.use_cache:
         exact = await cache.alookup_exact(ctx.scope, ctx.query)
@@ -216,6 +222,7 @@ async def _lookup(ctx: QueryContext, cache: SemanticCache) -> QueryResult | Miss
         if ctx.read_cache and exact.hit and ctx.fresh(exact.hit.entry.created_at, time.time()):
             return await _hit(ctx, exact.hit)
 
+    await permit.acquire()
     routed = await _route(ctx, generation)
     if routed.threshold is not None and ctx.read_cache and routed.whole:
         found = await cache.alookup_semantic(
@@ -234,6 +241,7 @@ async def _lookup(ctx: QueryContext, cache: SemanticCache) -> QueryResult | Miss
     leads = routed.threshold is not None and ctx.control.write
     flight = await cache.atake_off(ctx.scope, ctx.query) if leads else None
     if flight is not None and not flight.leader and ctx.read_cache:
+        permit.release()  # the leader prepares; a follower waits for its answer without a permit
         try:
             waited = await cache.await_leader(flight, ctx.scope, ctx.query, max_wait=chain_deadline(chain))
         except BaseException:
@@ -246,15 +254,16 @@ async def _lookup(ctx: QueryContext, cache: SemanticCache) -> QueryResult | Miss
 
 
 async def _answer(ctx: QueryContext, cache: SemanticCache) -> QueryResult:
-    found = await _lookup(ctx, cache)
-    return found if isinstance(found, QueryResult) else await _complete(ctx, cache, found)
+    async with Permit() as permit:
+        found = await _lookup(ctx, cache, permit)
+        return found if isinstance(found, QueryResult) else await _complete(ctx, cache, found, permit)
 
 
-async def _complete(ctx: QueryContext, cache: SemanticCache, miss: Miss) -> QueryResult:
+async def _complete(ctx: QueryContext, cache: SemanticCache, miss: Miss, permit: Permit) -> QueryResult:
     """Generate a miss's whole answer, cache it, bill it."""
     routed = miss.routed
     try:
-        answer = await _generate(ctx, routed, miss.chain)
+        answer = await _generate(ctx, routed, miss.chain, permit)
         stored = await _store(ctx, cache, routed, answer)
     finally:
         if miss.flight is not None:
@@ -321,15 +330,19 @@ def _citations(answer: Generation) -> list[dict]:
     return [{"document": c.title, "document_id": c.document_id, "chunk": c.position} for c in answer.used]
 
 
-async def _generate(ctx: QueryContext, routed: Routed, chain: list[str]) -> Generation:
-    """A miss: reserve what it may spend, retrieve, generate within the reservation."""
+async def _generate(ctx: QueryContext, routed: Routed, chain: list[str], permit: Permit) -> Generation:
+    """A miss: reserve what it may spend, retrieve, generate within the reservation; ``permit``
+    (taken again by a follower whose leader left no answer) is given back before the upstream call."""
     if routed.decision.intent == Intent.ERROR:
         return Generation(ERROR_ANSWER, "local-extractive", 0, 0, [])
+    await permit.acquire()
     admission = await areserve(tenant=ctx.tenant, api_key=ctx.caller.api_key)
     try:
         chunks = await in_db(retrieve, tenant=ctx.tenant, vector=routed.vector, k=RETRIEVE_K)
         budget = admission.max_cost - await in_db(routed.spent.cost)
-        return await generate(query=ctx.query, chunks=chunks, chain=chain, budget=budget, history=ctx.history)
+        return await generate(
+            query=ctx.query, chunks=chunks, chain=chain, budget=budget, history=ctx.history, on_call=permit.release
+        )
     except UpstreamFailed:
         await _record(ctx, routed.spent.usage(ctx, source="error", model=routed.decision.model))
         raise

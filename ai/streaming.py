@@ -17,6 +17,8 @@ Guarantees:
 - However the stream ends, its single flight, its spend reservation and its API key's parallel
   slot are released.
 - No thread is held while the upstream produces: the stream is a coroutine.
+- The miss's preparation (routing to retrieval) holds a permit of ai/miss_gate.py, given
+  back before the stream starts, whatever happens.
 
 Not guaranteed: an abandoned stream is noticed when the server next waits on the client
 or the upstream, so the upstream may have produced (and is billed for) a little more
@@ -31,6 +33,7 @@ from dataclasses import dataclass, field
 from ai.cache import SemanticCache, get_cache
 from ai.context import NOBODY, CacheControl, Caller, QueryContext, QueryResult, Routed
 from ai.llm.generate import Streamed, UpstreamFailed, generate_stream
+from ai.miss_gate import Permit
 from ai.pipeline import (
     RETRIEVE_K,
     Miss,
@@ -92,21 +95,23 @@ async def stream_query(
 
 async def _start(ctx: QueryContext, started: float) -> QueryResult | Live:
     cache = get_cache()
-    found = await _lookup(ctx, cache)
-    if isinstance(found, QueryResult):
-        return _answered(ctx, found, started)
-    if found.routed.decision.intent == Intent.ERROR:  # the fixed answer: nothing to stream from
-        return _answered(ctx, await _complete(ctx, cache, found), started)
-    try:
-        admission = await areserve(tenant=ctx.tenant, api_key=ctx.caller.api_key)
-    except BaseException:
-        await _release(found, None)
-        raise
-    try:
-        chunks = await in_db(retrieve, tenant=ctx.tenant, vector=found.routed.vector, k=RETRIEVE_K)
-    except BaseException:
-        await _release(found, admission)
-        raise
+    async with Permit() as permit:  # given back on return, before the stream starts
+        found = await _lookup(ctx, cache, permit)
+        if isinstance(found, QueryResult):
+            return _answered(ctx, found, started)
+        if found.routed.decision.intent == Intent.ERROR:  # the fixed answer: nothing to stream from
+            return _answered(ctx, await _complete(ctx, cache, found, permit), started)
+        try:
+            await permit.acquire()  # a follower whose leader left no answer: its turn again
+            admission = await areserve(tenant=ctx.tenant, api_key=ctx.caller.api_key)
+        except BaseException:
+            await _release(found, None)
+            raise
+        try:
+            chunks = await in_db(retrieve, tenant=ctx.tenant, vector=found.routed.vector, k=RETRIEVE_K)
+        except BaseException:
+            await _release(found, admission)
+            raise
     routed = found.routed
     headers = _headers(ctx, "BYPASS" if routed.threshold is None else "MISS")
     headers["X-Router-Confidence"] = f"{routed.decision.confidence:.4f}"

@@ -24,6 +24,9 @@ DEFAULTS: dict[str, Any] = {
     # (embedding, verifier, local router) and blocking PostgreSQL calls of the async path.
     "CPU_THREADS": 2,
     "DB_THREADS": 8,
+    # Misses preparing at once per worker process (ai/miss_gate.py): the embedding, routing,
+    # reservation and retrieval before the upstream call; the rest wait in line. 0: no gate.
+    "MISS_PREPARE_CONCURRENCY": 16,
     # The query embedder: {"backend": "local", "model": <name in ai/embeddings/local.py>}
     # or {"backend": "openai", "model": ..., "base_url": ..., "api_key_env": ..., "dimensions": ...}.
     "EMBEDDER": {"backend": "local"},

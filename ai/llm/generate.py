@@ -8,7 +8,7 @@ answers with no API key at all. The result names the model that really answered.
 import functools
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -181,11 +181,12 @@ def _failed(model: str, exc: Exception, attempts: list[tuple[str, str]]) -> None
 
 async def generate(
     *, query: str, chunks: list[RetrievedChunk], chain: list[str], budget: Decimal | None = None,
-    history: tuple[dict, ...] = (),
+    history: tuple[dict, ...] = (), on_call: Callable[[], None] | None = None,
 ) -> Generation:  # fmt: skip
     """The first model of ``chain`` that answers. ``budget`` (USD) caps what the answer may
     cost: each paid model gets the ``max_tokens`` it pays for, and one whose prompt alone
-    would pass it is skipped.
+    would pass it is skipped. ``on_call`` runs just before each remote model's call (the
+    pipeline gives its miss permit back there: ai/miss_gate.py).
 
     A remote model is awaited through the async client: the call holds no thread, so a
     process holds as many calls in flight as its upstreams allow. CPU work (the local
@@ -201,6 +202,8 @@ async def generate(
             return result
         if (ready := await _ready(model, prompt, budget, attempts)) is None:
             continue
+        if on_call is not None:
+            on_call()
         try:
             result = await _remote(ready[0], model, messages, chunks, ready[1])
         except (openai.APIError, ValueError, IndexError, AttributeError) as exc:
