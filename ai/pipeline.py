@@ -47,7 +47,7 @@ from ai.router.decisions import Intent
 from ai.router.service import route_query
 from ai.tenant_settings.models import TenantAISettings
 from ai.tenant_settings.selectors import asettings_for
-from billing.admission import arelease, areserve
+from billing.admission import Admission, arelease, areserve
 from billing.group_commit import ledger
 from billing.key_admission import aadmit
 from billing.services import Usage
@@ -260,18 +260,29 @@ async def _answer(ctx: QueryContext, cache: SemanticCache) -> QueryResult:
 
 
 async def _complete(ctx: QueryContext, cache: SemanticCache, miss: Miss, permit: Permit) -> QueryResult:
-    """Generate a miss's whole answer, cache it, bill it."""
-    routed = miss.routed
+    """Generate a miss's whole answer, cache it, bill it. Its spend reservation ends only once
+    its ledger row (its cost, in the month's counter) is written: ended before, the budget it
+    held would be free for another request while this one's cost is counted nowhere."""
+    routed, admission = miss.routed, None
     try:
-        answer = await _generate(ctx, routed, miss.chain, permit)
-        stored = await _store(ctx, cache, routed, answer)
+        try:
+            if routed.decision.intent == Intent.ERROR:
+                answer = Generation(ERROR_ANSWER, "local-extractive", 0, 0, [])
+            else:
+                await permit.acquire()  # a follower whose leader left no answer: its turn again
+                admission = await areserve(tenant=ctx.tenant, api_key=ctx.caller.api_key)
+                answer = await _generate(ctx, routed, miss.chain, permit, admission)
+            stored = await _store(ctx, cache, routed, answer)
+        finally:
+            if miss.flight is not None:
+                await miss.flight.arelease()
+        tokens = {"input_tokens": answer.input_tokens, "output_tokens": answer.output_tokens}
+        row = await _record(
+            ctx, routed.spent.usage(ctx, source="llm", model=answer.model, **tokens, **_stored_as(ctx, stored))
+        )
     finally:
-        if miss.flight is not None:
-            await miss.flight.arelease()
-    tokens = {"input_tokens": answer.input_tokens, "output_tokens": answer.output_tokens}
-    row = await _record(
-        ctx, routed.spent.usage(ctx, source="llm", model=answer.model, **tokens, **_stored_as(ctx, stored))
-    )
+        if admission is not None:
+            await arelease(admission)
     return _missed(ctx, routed, answer, stored, row)
 
 
@@ -330,13 +341,12 @@ def _citations(answer: Generation) -> list[dict]:
     return [{"document": c.title, "document_id": c.document_id, "chunk": c.position} for c in answer.used]
 
 
-async def _generate(ctx: QueryContext, routed: Routed, chain: list[str], permit: Permit) -> Generation:
-    """A miss: reserve what it may spend, retrieve, generate within the reservation; ``permit``
-    (taken again by a follower whose leader left no answer) is given back before the upstream call."""
-    if routed.decision.intent == Intent.ERROR:
-        return Generation(ERROR_ANSWER, "local-extractive", 0, 0, [])
-    await permit.acquire()
-    admission = await areserve(tenant=ctx.tenant, api_key=ctx.caller.api_key)
+async def _generate(
+    ctx: QueryContext, routed: Routed, chain: list[str], permit: Permit, admission: Admission
+) -> Generation:
+    """A miss: retrieve, generate within what ``admission`` reserved; ``permit`` is given back
+    before the upstream call. A failure of every model is billed (what the query's embedding
+    cost) before it is raised."""
     try:
         chunks = await in_db(retrieve, tenant=ctx.tenant, vector=routed.vector, k=RETRIEVE_K)
         budget = admission.max_cost - await in_db(routed.spent.cost)
@@ -346,8 +356,6 @@ async def _generate(ctx: QueryContext, routed: Routed, chain: list[str], permit:
     except UpstreamFailed:
         await _record(ctx, routed.spent.usage(ctx, source="error", model=routed.decision.model))
         raise
-    finally:
-        await arelease(admission)
 
 
 async def _store(ctx: QueryContext, cache: SemanticCache, routed: Routed, answer: Generation) -> str:

@@ -148,14 +148,15 @@ async def _settle(
     started: float,
 ) -> None:  # fmt: skip
     """Store a complete answer (before the flight is released: followers read it), free the
-    flight and the reservation, and bill what was produced."""
+    flight and the key's parallel slot, bill what was produced, and only then end the spend
+    reservation (ended before the row, its budget would be free while the cost is counted nowhere)."""
     routed = miss.routed
     try:
         try:
             answer = await live.out.generation()
             live.stored = await _store(ctx, cache, routed, answer) if complete else "not_cached:incomplete"
         finally:
-            await _release(miss, admission)
+            await _release(miss, None)
             await ctx.admission.arelease()
         seconds = time.perf_counter() - started
         if not answer.model:  # no model produced anything: a zero-cost error row, as a whole answer's
@@ -175,6 +176,11 @@ async def _settle(
         )  # fmt: skip
     except Exception:
         logger.exception("settling the stream of request %s failed", ctx.request_id)
+    finally:
+        try:
+            await arelease(admission)
+        except Exception:  # an expiry ends it anyway (AI["SPEND_RESERVATION_SECONDS"])
+            logger.exception("ending the reservation of request %s failed", ctx.request_id)
 
 
 __all__ = ["Live", "UpstreamFailed", "stream_query"]
