@@ -59,10 +59,6 @@ class Permit:
     def __init__(self) -> None:
         self._held: asyncio.Semaphore | None = None
 
-    @property
-    def held(self) -> bool:
-        return self._held is not None
-
     async def acquire(self) -> None:
         if self._held is None and (gate := _gate()) is not None:
             await gate.acquire()  # cancelled while waiting: nothing taken

@@ -25,8 +25,8 @@ import numpy as np
 from ai.cache.judge import HitJudge, guard_veto
 from ai.embeddings import get_embedder
 from ai.faq_evaluation import read_pairs, same_text
-from ai.verifier.live import PairVerifier, _from_blob, default_verifier
-from ai.verifier.models import VerifierModel
+from ai.verifier.evalchoice import stored_verifier
+from ai.verifier.live import PairVerifier, default_verifier
 from saascore.conf import ai_settings
 
 THRESHOLDS = (0.75, 0.80, 0.85, 0.90)
@@ -34,12 +34,10 @@ CANDIDATES = 4  # the live cache's vector search returns this many
 CUTOFFS = (0.5, 0.7, 0.8, 0.9)
 
 
-def stored_verifier(pk: int) -> PairVerifier:
-    record = VerifierModel.objects.global_rows().get(pk=pk)
-    trained = _from_blob(bytes(record.blob), str(record))
-    if trained is None:
-        raise SystemExit(f"verifier #{pk} cannot be used with this embedder")
-    return PairVerifier(trained, get_embedder(), record.min_score, name=f"#{pk}")
+def stored(pk: int) -> PairVerifier:
+    embedder = get_embedder()
+    trained = stored_verifier(pk, embedder)
+    return PairVerifier(trained, embedder, trained.min_score, name=f"#{pk}")
 
 
 def auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
@@ -79,7 +77,7 @@ def main() -> None:
     vetoed = np.array([guard_veto(q, c) is not None for q, c in candidates])
     rephrasings = len(entry)
 
-    verifiers = [v for v in [default_verifier()] if v is not None] + [stored_verifier(pk) for pk in args.verifier_id]
+    verifiers = [v for v in [default_verifier()] if v is not None] + [stored(pk) for pk in args.verifier_id]
     scores = {v.name: np.asarray(v.trained.scores(candidates, list(cosine), embedder)) for v in verifiers}
 
     def rates(mask: np.ndarray) -> dict:

@@ -30,9 +30,8 @@ def chosen_verifiers(train, scored: list, cosines, embedder, options: dict) -> d
     """{step name: PairVerifier}, scores primed for every scored pair: "verifier", then any parts asked for."""
     from ai.verifier.live import PairVerifier
 
-    trained = (
-        _stored(options["verifier_id"], embedder) if options["verifier_id"] else _fit(train, scored, embedder, options)
-    )
+    pk = options["verifier_id"]
+    trained = stored_verifier(pk, embedder) if pk else _fit(train, scored, embedder, options)
     texts = [(p.text_a, p.text_b) for p in scored]
     if getattr(trained, "kind", None) != KIND:
         verifier = PairVerifier(trained, embedder, trained.min_score)
@@ -56,7 +55,8 @@ def chosen_verifiers(train, scored: list, cosines, embedder, options: dict) -> d
     return verifiers
 
 
-def _stored(pk: int, embedder):
+def stored_verifier(pk: int, embedder):
+    """Verifier #pk (any tenant's or the global one), checked against ``embedder``."""
     from ai.verifier.learn import TrainedVerifier
     from ai.verifier.models import VerifierModel
     from tenants.scoping import unscoped_scope
