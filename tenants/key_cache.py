@@ -20,12 +20,14 @@ keys costs PostgreSQL one lookup per key per second per process, not one per
 request. Only digests are stored, never a key.
 """
 
+import asyncio
 import hashlib
 import json
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 from django.utils import timezone
 
@@ -47,7 +49,14 @@ class _Known:
     at: float
 
 
+@dataclass(frozen=True)
+class _Verifying:
+    task: asyncio.Task
+    at: float
+
+
 _local: "OrderedDict[str, _Known]" = OrderedDict()
+_verifying: dict[str, _Verifying] = {}
 _touched: dict[int, float] = {}
 
 
@@ -55,8 +64,8 @@ def _digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def _remember(digest: str, api_key: ApiKey | None) -> ApiKey | None:
-    _local[digest] = _Known(api_key, time.monotonic())
+def _remember(digest: str, api_key: ApiKey | None, at: float) -> ApiKey | None:
+    _local[digest] = _Known(api_key, at)
     _local.move_to_end(digest)
     while len(_local) > MAX_LOCAL:
         _local.popitem(last=False)
@@ -103,25 +112,49 @@ def _write(tenant_id: int, digest: str, record: str) -> Op[None]:
 
 
 async def aapi_key_verify(*, key: str, guard: RedisGuard) -> ApiKey | None:
-    """The usable key (with its tenant) that ``key`` is, or None; no SQL in steady state."""
+    """The usable key (with its tenant) that ``key`` is, or None; no SQL in steady state.
+
+    Requests that find the key's entry stale share one verification, if it began less than
+    ``KEY_LOCAL_SECONDS`` ago (what the entry it makes is trusted for): a burst on one key
+    costs Redis one lookup per process and second, not one per request.
+    """
     parsed = parse_key(key)
     if parsed is None:
         return None
-    tenant_id, _ = parsed
     digest = _digest(key)
+    now = time.monotonic()
     known = _local.get(digest)
-    if known is not None and time.monotonic() - known.at < KEY_LOCAL_SECONDS:
+    if known is not None and now - known.at < KEY_LOCAL_SECONDS:
         return _usable(known.api_key)
+    loop = asyncio.get_running_loop()
+    running = _verifying.get(digest)
+    if running is None or now - running.at >= KEY_LOCAL_SECONDS or running.task.get_loop() is not loop:
+        running = _Verifying(loop.create_task(_verify(key, parsed[0], digest, guard, now)), now)
+        _verifying[digest] = running
+        running.task.add_done_callback(partial(_verified, digest, running))
+    return _usable(await asyncio.shield(running.task))
+
+
+async def _verify(key: str, tenant_id: int, digest: str, guard: RedisGuard, started: float) -> ApiKey | None:
+    """Redis's record of the key, else PostgreSQL's answer (then recorded in Redis). The entry
+    counts from ``started``: a revocation after that is seen a second after it, not later."""
     record, generation = await guard.arun("api_key", lambda: _lookup(tenant_id, digest), (None, None), reads_only=True)
     if record is not None and generation is not None:
         api_key, made_at = _from_record(record)
         if made_at == int(generation):
-            return _usable(_remember(digest, api_key))
+            return _remember(digest, api_key, started)
     api_key = await in_db(api_key_verify, key=key)
-    _remember(digest, api_key)
+    _remember(digest, api_key, started)
     if api_key is not None and generation is not None:
         await guard.arun("api_key", lambda: _write(tenant_id, digest, _record(api_key, int(generation))), None)
-    return _usable(api_key)
+    return api_key
+
+
+def _verified(digest: str, running: "_Verifying", task: asyncio.Task) -> None:
+    if _verifying.get(digest) is running:
+        del _verifying[digest]
+    if not task.cancelled():
+        task.exception()  # retrieved: a waiter that was cancelled does not leave it unreported
 
 
 def _usable(api_key: ApiKey | None) -> ApiKey | None:
