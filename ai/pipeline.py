@@ -165,17 +165,20 @@ async def answer_query(
     fallbacks: both are part of the cache scope (``context_digest``).
     """
     started = time.perf_counter()
-    ctx = await _context(
-        tenant=tenant, query=query, user_id=user_id, request_id=request_id, ledger_id=ledger_id,
-        control=control or CacheControl.from_mode(cache_mode), history=history, route=route, caller=caller,
-    )  # fmt: skip
-    try:
-        result = await _answer(ctx, get_cache())
-    except UpstreamFailed:
-        metrics.query_count(tenant=tenant, source="error", seconds=time.perf_counter() - started)
-        raise
-    finally:
-        await ctx.admission.arelease()
+    async with Permit() as permit:
+        await permit.enter()
+        ctx = await _context(
+            tenant=tenant, query=query, user_id=user_id, request_id=request_id, ledger_id=ledger_id,
+            control=control or CacheControl.from_mode(cache_mode), history=history, route=route, caller=caller,
+        )  # fmt: skip
+        try:
+            found = await _lookup(ctx, cache := get_cache(), permit)
+            result = found if isinstance(found, QueryResult) else await _complete(ctx, cache, found, permit)
+        except UpstreamFailed:
+            metrics.query_count(tenant=tenant, source="error", seconds=time.perf_counter() - started)
+            raise
+        finally:
+            await ctx.admission.arelease()
     return _answered(ctx, result, started)
 
 
@@ -214,7 +217,8 @@ class Miss:
 
 async def _lookup(ctx: QueryContext, cache: SemanticCache, permit: Permit) -> QueryResult | Miss:
     """The cache's answer (a hit's result), or the miss to generate; its flight (if any) is held.
-    Past the exact tier it waits for ``permit`` (a follower gives it back while it waits)."""
+    Past the exact tier it leaves the door and waits for ``permit`` (a follower gives it back
+    while it waits)."""
     generation = None
     if ctx.use_cache:
         exact = await cache.alookup_exact(ctx.scope, ctx.query)
@@ -251,12 +255,6 @@ async def _lookup(ctx: QueryContext, cache: SemanticCache, permit: Permit) -> Qu
             await flight.arelease()
             return await _hit(ctx, waited.hit, routed)
     return Miss(routed, chain, flight)
-
-
-async def _answer(ctx: QueryContext, cache: SemanticCache) -> QueryResult:
-    async with Permit() as permit:
-        found = await _lookup(ctx, cache, permit)
-        return found if isinstance(found, QueryResult) else await _complete(ctx, cache, found, permit)
 
 
 async def _complete(ctx: QueryContext, cache: SemanticCache, miss: Miss, permit: Permit) -> QueryResult:

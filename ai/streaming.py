@@ -79,39 +79,40 @@ async def stream_query(
     the stream starts (AdmissionRefused, the database's unavailability); a failure of every
     model before the first piece raises UpstreamFailed from ``pieces``."""
     started = time.perf_counter()
-    ctx = await _context(
-        tenant=tenant, query=query, user_id=user_id, request_id=request_id, ledger_id=None,
-        control=control, history=history, route=route, caller=caller,
-    )  # fmt: skip
-    try:  # the key's parallel slot is held by the stream (released when it settles), else freed here
-        live = await _start(ctx, started)
-    except BaseException:
-        await ctx.admission.arelease()
-        raise
+    async with Permit() as permit:  # given back on return, before the stream starts
+        await permit.enter()
+        ctx = await _context(
+            tenant=tenant, query=query, user_id=user_id, request_id=request_id, ledger_id=None,
+            control=control, history=history, route=route, caller=caller,
+        )  # fmt: skip
+        try:  # the key's parallel slot is held by the stream (released when it settles), else freed here
+            live = await _start(ctx, started, permit)
+        except BaseException:
+            await ctx.admission.arelease()
+            raise
     if isinstance(live, QueryResult):
         await ctx.admission.arelease()
     return live
 
 
-async def _start(ctx: QueryContext, started: float) -> QueryResult | Live:
+async def _start(ctx: QueryContext, started: float, permit: Permit) -> QueryResult | Live:
     cache = get_cache()
-    async with Permit() as permit:  # given back on return, before the stream starts
-        found = await _lookup(ctx, cache, permit)
-        if isinstance(found, QueryResult):
-            return _answered(ctx, found, started)
-        if found.routed.decision.intent == Intent.ERROR:  # the fixed answer: nothing to stream from
-            return _answered(ctx, await _complete(ctx, cache, found, permit), started)
-        try:
-            await permit.acquire()  # a follower whose leader left no answer: its turn again
-            admission = await areserve(tenant=ctx.tenant, api_key=ctx.caller.api_key)
-        except BaseException:
-            await _release(found, None)
-            raise
-        try:
-            chunks = await in_db(retrieve, tenant=ctx.tenant, vector=found.routed.vector, k=RETRIEVE_K)
-        except BaseException:
-            await _release(found, admission)
-            raise
+    found = await _lookup(ctx, cache, permit)
+    if isinstance(found, QueryResult):
+        return _answered(ctx, found, started)
+    if found.routed.decision.intent == Intent.ERROR:  # the fixed answer: nothing to stream from
+        return _answered(ctx, await _complete(ctx, cache, found, permit), started)
+    try:
+        await permit.acquire()  # a follower whose leader left no answer: its turn again
+        admission = await areserve(tenant=ctx.tenant, api_key=ctx.caller.api_key)
+    except BaseException:
+        await _release(found, None)
+        raise
+    try:
+        chunks = await in_db(retrieve, tenant=ctx.tenant, vector=found.routed.vector, k=RETRIEVE_K)
+    except BaseException:
+        await _release(found, admission)
+        raise
     routed = found.routed
     headers = _headers(ctx, "BYPASS" if routed.threshold is None else "MISS")
     headers["X-Router-Confidence"] = f"{routed.decision.confidence:.4f}"

@@ -150,3 +150,87 @@ def test_a_streamed_miss_gives_its_permit_back_before_its_stream_starts(one_perm
     assert (whole.source, whole.response) == ("llm", "Whole answer.")
     assert hit.cache["tier"] == "exact"
     assert text == "Open Settings, then Security."
+
+
+def test_the_door_lets_the_newest_in_first_the_oldest_after_its_wait_and_keeps_no_place_for_the_cancelled(
+    monkeypatch,
+):
+    from ai import miss_gate
+
+    async def run():
+        door = miss_gate.Door(1)
+        order: list[str] = []
+
+        async def visit(name: str) -> None:
+            await door.enter()
+            order.append(name)
+            door.leave()
+
+        await door.enter()  # the one place, held
+        first = asyncio.create_task(visit("first"))
+        await until(lambda: len(door._waiting) == 1, "the first never waited")
+        gone = asyncio.create_task(visit("gone"))
+        second = asyncio.create_task(visit("second"))
+        await until(lambda: len(door._waiting) == 3, "the others never waited")
+        gone.cancel()  # a client that left while waiting
+        with pytest.raises(asyncio.CancelledError):
+            await gone
+        door.leave()
+        await asyncio.gather(first, second)
+        assert order == ["second", "first"]  # newest first; the cancelled one took no place
+
+        await door.enter()
+        old = asyncio.create_task(visit("old"))
+        await until(lambda: len(door._waiting) == 1, "the old one never waited")
+        monkeypatch.setattr(miss_gate, "OLDEST_FIRST_AFTER", 0.0)  # it has waited long enough
+        new = asyncio.create_task(visit("new"))
+        await until(lambda: len(door._waiting) == 2, "the new one never waited")
+        door.leave()
+        await asyncio.gather(old, new)
+        assert order[2:] == ["old", "new"]
+        assert (door._inside, len(door._waiting)) == (0, 0)  # every place given back
+
+    asyncio.run(run())
+
+
+def test_requests_wait_at_the_door_newest_first_and_a_miss_leaves_it_before_it_prepares(
+    one_permit, settings, monkeypatch
+):
+    from ai import miss_gate
+
+    settings.AI = {**settings.AI, "LOOKUP_CONCURRENCY": 1}
+    route = pipeline._route
+
+    async def run():
+        started = asyncio.Event()
+
+        async def stuck(ctx, generation):
+            started.set()
+            await asyncio.Event().wait()  # prepares until its client goes away
+            return await route(ctx, generation)
+
+        monkeypatch.setattr(pipeline, "_route", stuck)
+        miss = asyncio.create_task(ask(one_permit, case(0)))
+        await asyncio.wait_for(started.wait(), 20)
+        hit = await asyncio.wait_for(ask(one_permit, HOURS), 10)  # the miss is no longer at the door
+        miss.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await miss
+
+        door = miss_gate._door()
+        await door.enter()  # the door's one place, held here
+        answered: list[str] = []
+        older = asyncio.create_task(ask(one_permit, HOURS))
+        older.add_done_callback(lambda _: answered.append("older"))
+        await until(lambda: len(door._waiting) == 1, "the first hit never waited at the door")
+        newer = asyncio.create_task(ask(one_permit, HOURS))
+        newer.add_done_callback(lambda _: answered.append("newer"))
+        await until(lambda: len(door._waiting) == 2, "the second hit never waited at the door")
+        door.leave()
+        results = await asyncio.wait_for(asyncio.gather(older, newer), 20)
+        return hit, results, answered
+
+    hit, results, answered = asyncio.run(run())
+    assert hit.cache["tier"] == "exact"
+    assert [r.cache["tier"] for r in results] == ["exact", "exact"]
+    assert answered == ["newer", "older"]
