@@ -85,6 +85,25 @@ def children_of(pid: int) -> list[int]:
     return sorted(found)
 
 
+def accepted_by(pid: int, port: int) -> int:
+    """Established TCP connections on local ``port`` that process ``pid`` holds (from /proc)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    held = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local_port, state, inode = int(fields[1].rsplit(":", 1)[1], 16), fields[3], fields[9]
+            held += local_port == port and state == "01" and inode in inodes  # 01: ESTABLISHED
+    return held
+
+
 def _collect(stream, lines: list[str]) -> None:
     """Read the server's output as it comes (a full pipe would stall a busy server)."""
     for raw in iter(stream.readline, b""):

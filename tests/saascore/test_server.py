@@ -1,11 +1,13 @@
 """The product as `make run` serves it: gunicorn with uvicorn (ASGI) workers, over real HTTP."""
 
 import json
+import socket
+from urllib.parse import urlsplit
 
 import pytest
 
 from tests.factories import make_key, make_tenant
-from tests.serving import gunicorn, http
+from tests.serving import accepted_by, gunicorn, http, served
 
 
 @pytest.mark.django_db(transaction=True)
@@ -53,3 +55,26 @@ def test_queries_over_real_http_miss_then_hit_per_tenant(helpdesk):
         assert headers["X-Request-ID"] and headers["X-Content-Type-Options"] == "nosniff"
         assert "X-Frame-Options" not in headers
         assert http("GET", f"{base}/health/live")[1]["X-Frame-Options"] == "DENY"
+
+
+def test_with_reuse_port_every_worker_accepts_connections_of_its_own():
+    """One shared socket lets the first worker to wake take a burst of connections; with a
+    socket of each worker's own, the kernel spreads them (saascore/gunicorn_worker.py)."""
+    with served(workers=2, GUNICORN_REUSE_PORT="1") as server:
+        port = urlsplit(server.base).port
+        workers = server.workers()
+        while len(workers) < 2:  # the second may still be booting
+            workers = server.workers()
+        clients = []
+        try:
+            for _ in range(24):
+                client = socket.create_connection(("127.0.0.1", port), timeout=10)
+                clients.append(client)
+                client.sendall(b"GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                reply = client.recv(4096)
+                assert reply.startswith(b"HTTP/1.1 200"), reply  # accepted, answered, kept alive
+            held = [accepted_by(pid, port) for pid in workers]
+        finally:
+            for client in clients:
+                client.close()
+    assert sum(held) == 24 and min(held) > 0, held
