@@ -51,7 +51,7 @@ from billing.admission import Admission, arelease, areserve
 from billing.group_commit import ledger
 from billing.key_admission import aadmit
 from billing.services import Usage
-from saascore import metrics
+from saascore import door, metrics
 from saascore.pools import in_background, in_cpu, in_db
 from tenants.models import Tenant
 
@@ -165,8 +165,7 @@ async def answer_query(
     fallbacks: both are part of the cache scope (``context_digest``).
     """
     started = time.perf_counter()
-    async with Permit() as permit:
-        await permit.enter()
+    async with door.entered(), Permit() as permit:
         ctx = await _context(
             tenant=tenant, query=query, user_id=user_id, request_id=request_id, ledger_id=ledger_id,
             control=control or CacheControl.from_mode(cache_mode), history=history, route=route, caller=caller,

@@ -50,7 +50,7 @@ from ai.pipeline import (
 from ai.rag.retrieval import retrieve
 from ai.router.decisions import Intent
 from billing.admission import Admission, arelease, areserve
-from saascore import metrics
+from saascore import door, metrics
 from saascore.pools import in_db
 from tenants.models import Tenant
 
@@ -79,8 +79,7 @@ async def stream_query(
     the stream starts (AdmissionRefused, the database's unavailability); a failure of every
     model before the first piece raises UpstreamFailed from ``pieces``."""
     started = time.perf_counter()
-    async with Permit() as permit:  # given back on return, before the stream starts
-        await permit.enter()
+    async with door.entered(), Permit() as permit:  # given back on return, before the stream starts
         ctx = await _context(
             tenant=tenant, query=query, user_id=user_id, request_id=request_id, ledger_id=None,
             control=control, history=history, route=route, caller=caller,

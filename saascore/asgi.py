@@ -18,6 +18,8 @@ from django.core.exceptions import RequestAborted
 from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.urls import set_script_prefix
 
+from saascore import door
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "saascore.settings.production")
 
 full = get_asgi_application()  # sets Django up
@@ -33,7 +35,8 @@ class LeanHandler(ASGIHandler):
     thread they run in, and the loop's thread has none (the query path's SQL runs in
     ``saascore.pools.in_db`` threads, which tidy their own), so here the signals are not sent
     and the response is closed in place (its ``request_finished`` receivers find nothing to do).
-    A client that disconnects before its answer does not stop it: the answer is finished,
+    The request waits at the door (saascore/door.py) before it is built. A client that
+    disconnects before its answer does not stop it: the answer is finished,
     cached and billed (the model was paid for either way; a client must not escape its bill
     by hanging up). A streamed answer stops when its client leaves.
     """
@@ -53,25 +56,29 @@ class LeanHandler(ASGIHandler):
             return
         set_script_prefix(get_script_prefix(scope))
         try:
-            request, error = self.create_request(scope, body)
-            if request is None:
-                await self.send_response(error, send)
-                error.close()
-                return
-            streaming: list[bool] = []
-            view = asyncio.create_task(self._respond(request, send, streaming))
-            disconnect = asyncio.create_task(self.listen_for_disconnect(receive))
-            await asyncio.wait({view, disconnect}, return_when=asyncio.FIRST_COMPLETED)
-            disconnect.cancel()
-            if not view.done() and streaming:
-                view.cancel()  # the client left a stream: it stops where it waits
-            try:
-                response = await view
-            except asyncio.CancelledError:
-                return
-            response.close()
+            async with door.entered():  # before the request is built: a burst waits here, newest first
+                await self._handle(scope, body, receive, send)
         finally:
             body.close()
+
+    async def _handle(self, scope, body, receive, send) -> None:
+        request, error = self.create_request(scope, body)
+        if request is None:
+            await self.send_response(error, send)
+            error.close()
+            return
+        streaming: list[bool] = []
+        view = asyncio.create_task(self._respond(request, send, streaming))
+        disconnect = asyncio.create_task(self.listen_for_disconnect(receive))
+        await asyncio.wait({view, disconnect}, return_when=asyncio.FIRST_COMPLETED)
+        disconnect.cancel()
+        if not view.done() and streaming:
+            view.cancel()  # the client left a stream: it stops where it waits
+        try:
+            response = await view
+        except asyncio.CancelledError:
+            return
+        response.close()
 
     async def _respond(self, request, send, streaming: list[bool]):
         response = await self.run_get_response(request)

@@ -1,5 +1,6 @@
 """Run the real gunicorn server against the test database, for tests over HTTP."""
 
+import asyncio
 import json
 import os
 import socket
@@ -118,6 +119,14 @@ def wait_until(predicate, *, timeout: float, what: str, interval: float = 0.05):
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
     return value
+
+
+async def until(condition, what: str, timeout: float = 20) -> None:
+    """``wait_until`` for a test's event loop: poll without blocking the loop."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.01)
 
 
 @contextmanager

@@ -5,7 +5,6 @@ PostgreSQL, Redis and embedder; the upstream is tests/openai_server.py."""
 
 import asyncio
 import threading
-import time
 import uuid
 
 import pytest
@@ -14,6 +13,8 @@ from ai import pipeline
 from ai.context import CacheControl
 from ai.pipeline import answer_query
 from ai.streaming import Live, stream_query
+from saascore.door import this_loops
+from tests.serving import until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -35,13 +36,6 @@ def stream(tenant, query: str):
 
 async def reaches_upstream(reply) -> None:
     assert await asyncio.to_thread(reply.arrived.wait, 20), "the call never reached the upstream"
-
-
-async def until(condition, what: str) -> None:
-    deadline = time.monotonic() + 20
-    while not condition():
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.01)
 
 
 @pytest.fixture
@@ -152,52 +146,9 @@ def test_a_streamed_miss_gives_its_permit_back_before_its_stream_starts(one_perm
     assert text == "Open Settings, then Security."
 
 
-def test_the_door_lets_the_newest_in_first_the_oldest_after_its_wait_and_keeps_no_place_for_the_cancelled(
-    monkeypatch,
-):
-    from ai import miss_gate
-
-    async def run():
-        door = miss_gate.Door(1)
-        order: list[str] = []
-
-        async def visit(name: str) -> None:
-            await door.enter()
-            order.append(name)
-            door.leave()
-
-        await door.enter()  # the one place, held
-        first = asyncio.create_task(visit("first"))
-        await until(lambda: len(door._waiting) == 1, "the first never waited")
-        gone = asyncio.create_task(visit("gone"))
-        second = asyncio.create_task(visit("second"))
-        await until(lambda: len(door._waiting) == 3, "the others never waited")
-        gone.cancel()  # a client that left while waiting
-        with pytest.raises(asyncio.CancelledError):
-            await gone
-        door.leave()
-        await asyncio.gather(first, second)
-        assert order == ["second", "first"]  # newest first; the cancelled one took no place
-
-        await door.enter()
-        old = asyncio.create_task(visit("old"))
-        await until(lambda: len(door._waiting) == 1, "the old one never waited")
-        monkeypatch.setattr(miss_gate, "OLDEST_FIRST_AFTER", 0.0)  # it has waited long enough
-        new = asyncio.create_task(visit("new"))
-        await until(lambda: len(door._waiting) == 2, "the new one never waited")
-        door.leave()
-        await asyncio.gather(old, new)
-        assert order[2:] == ["old", "new"]
-        assert (door._inside, len(door._waiting)) == (0, 0)  # every place given back
-
-    asyncio.run(run())
-
-
 def test_requests_wait_at_the_door_newest_first_and_a_miss_leaves_it_before_it_prepares(
     one_permit, settings, monkeypatch
 ):
-    from ai import miss_gate
-
     settings.AI = {**settings.AI, "LOOKUP_CONCURRENCY": 1}
     route = pipeline._route
 
@@ -217,7 +168,7 @@ def test_requests_wait_at_the_door_newest_first_and_a_miss_leaves_it_before_it_p
         with pytest.raises(asyncio.CancelledError):
             await miss
 
-        door = miss_gate._door()
+        door = this_loops()
         await door.enter()  # the door's one place, held here
         answered: list[str] = []
         older = asyncio.create_task(ask(one_permit, HOURS))
