@@ -138,7 +138,10 @@ def admit(limits: Limits, request_id: str, now: float) -> Op[list[Window]]:
 
 def _windows(limits: Limits, refused: int, used: list[int], oldest_ms: float, now: float) -> list[Window]:
     sizes = (limits.tenant_rpm, limits.key_rpm, limits.key_tpm, limits.key_parallel)
-    resets = (60 - now % 60, max(0.0, (oldest_ms + WINDOW_MS) / 1000 - now), 60 - now % 60, 1.0)
+    # The oldest request may have been counted with a later clock than this one's (read before
+    # a busy loop got to send it): its window still ends within one window from now.
+    sliding = min(WINDOW_MS / 1000, max(0.0, (oldest_ms + WINDOW_MS) / 1000 - now))
+    resets = (60 - now % 60, sliding, 60 - now % 60, 1.0)
     windows = []
     for i, size in enumerate(sizes):
         if size:

@@ -1,3 +1,4 @@
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -9,7 +10,9 @@ from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIRequestFactory
 
 from ai.cache import get_cache
+from billing import limiter
 from billing.admission import AdmissionRefused, admit, release
+from billing.limiter import Limits
 from billing.models import SpendCounter, SpendReservation, TenantBudget
 from billing.services import Usage, usage_record
 from saascore.api.errors import exception_handler
@@ -155,3 +158,16 @@ def test_passing_the_soft_alert_threshold_is_logged_once_and_shown(caplog, api_c
         "monthly_spend_limit_usd": "1.0000", "spent_usd": "0.700000", "in_flight_usd": "0.000000",
         "soft_alert": True, "requests_per_minute": None, "max_request_cost_usd": "0.060000",
     }  # fmt: skip
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_keys_window_resets_within_a_minute_when_an_older_request_read_the_clock_later():
+    """Two workers: one reads the clock, its loop is busy, and another request with a later
+    clock is counted first. The first is refused with a reset of at most the window (60 s)."""
+    limits = Limits(tenant_id=make_tenant().pk, key_id=1, key_rpm=1)
+    guard, now = get_cache().guard, time.time()
+    counted = guard.run("rate_limit", lambda: limiter.admit(limits, "later-clock", now + 0.5), [])
+    refused = guard.run("rate_limit", lambda: limiter.admit(limits, "earlier-clock", now), [])
+    assert [w.remaining for w in counted] == [0]
+    (window,) = refused
+    assert window.remaining == -1 and 0 < window.reset <= 60
