@@ -27,8 +27,8 @@ DEFAULTS: dict[str, Any] = {
     # Misses preparing at once per worker process (ai/miss_gate.py): the embedding, routing,
     # reservation and retrieval before the upstream call; the rest wait in line. 0: no gate.
     "MISS_PREPARE_CONCURRENCY": 16,
-    # Requests between their admission and their exact-tier answer at once per worker process
-    # (the door of ai/miss_gate.py): the rest wait, newest first. 0: no door.
+    # Query requests between their arrival and their exact-tier answer at once per worker process
+    # (the door, saascore/door.py): the rest wait, newest first. 0: no door.
     "LOOKUP_CONCURRENCY": 32,
     # The query embedder: {"backend": "local", "model": <name in ai/embeddings/local.py>}
     # or {"backend": "openai", "model": ..., "base_url": ..., "api_key_env": ..., "dimensions": ...}.
