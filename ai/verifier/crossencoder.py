@@ -74,7 +74,11 @@ class OnnxPairScorer:
         self._session = ort.InferenceSession(onnx, sess_options=options, providers=["CPUExecutionProvider"])
         self._tokenize = PairTokenizer(tokenizer_json, max_tokens)
 
-    def logits(self, pairs: Sequence[tuple[str, str]], batch: int = 64) -> np.ndarray:
+    def logits(self, pairs: Sequence[tuple[str, str]], batch: int = 64, *, both_orders: bool = False) -> np.ndarray:
+        """One logit per pair; with ``both_orders``, the mean of (a, b)'s and (b, a)'s (in the same batches)."""
+        if both_orders:
+            both = self.logits([*pairs, *((b, a) for a, b in pairs)], batch)
+            return (both[: len(pairs)] + both[len(pairs) :]) / 2
         if not pairs:
             return np.zeros(0)
         # Batches of similar length waste less padding.
@@ -103,6 +107,7 @@ class CrossEncoderVerifier:
     mix: tuple[float, float, float] = (1.0, 0.0, 0.0)  # (w_cross, w_boost, bias)
     boosting: object | None = None  # a TrainedVerifier when ensembled
     max_tokens: int = MAX_TOKENS
+    both_orders: bool = False  # score (a, b) and (b, a) and take the mean; models before it scored (a, b)
     report: dict = field(default_factory=dict)
     calibration: dict = field(default_factory=dict)  # the held-out logits (ai/verifier/crosscalibrate.py)
     kind: str = KIND
@@ -150,7 +155,7 @@ class CrossEncoderVerifier:
 
     def components(self, pairs: Sequence[tuple[str, str]], cosines: Sequence[float], embedder) -> np.ndarray:
         """Per pair: (cross-encoder logit, boosting logit or 0)."""
-        cross = self.scorer().logits(pairs)
+        cross = self.scorer().logits(pairs, both_orders=self.both_orders)
         boost = np.zeros(len(pairs))
         if self.boosting is not None and self.mix[1] != 0.0 and len(pairs):
             boost = logit(self.boosting.scores(pairs, cosines, embedder))

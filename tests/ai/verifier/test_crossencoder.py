@@ -77,12 +77,30 @@ def test_a_fine_tuned_cross_encoder_is_calibrated_on_held_out_pairs(trained):
     report = trained.report
     assert report["kind"] == "cross-encoder + boosting" and report["use"] == "ensemble"
     assert report["fit_pairs"] == 112 and report["calibration_pairs"] == 28
-    assert set(report["held_out_auc"]) == {"fp32", "int8"} and len(trained.calibration["labels"]) == 28
+    assert set(report["held_out_auc"]) == {"fp32", "int8", "int8_both_orders"}
+    assert len(trained.calibration["labels"]) == 28
     assert trained.boosting is not None and trained.mix[0] != 0 and trained.mix[1] != 0
     embedder = get_embedder()
     held = [(r["text_a"], r["text_b"]) for r in PAIRS[140:]]
     scores = trained.scores(held, _cosines(embedder, held), embedder)
     assert scores.shape == (60,) and ((scores > 0) & (scores < 1)).all()
+
+
+def test_a_model_trained_on_both_orders_scores_both_and_their_mean(trained):
+    """Which question was cached and which was asked does not change the cross-encoder's judgement."""
+    assert trained.both_orders
+    pairs = [(r["text_a"], r["text_b"]) for r in PAIRS[140:150]]
+    swapped = [(b, a) for a, b in pairs]
+    scorer = trained.scorer()
+    one, other = scorer.logits(pairs), scorer.logits(swapped)
+    assert not np.allclose(one, other)  # one order alone depends on it
+    # int8 graphs quantise activations per batch: a batch of other pairs moves a logit by a little.
+    mean = (one + other) / 2
+    assert np.allclose(scorer.logits(pairs, both_orders=True), mean, atol=0.02)
+    embedder = get_embedder()
+    cosines = _cosines(embedder, pairs)
+    assert np.allclose(trained.components(pairs, cosines, embedder)[:, 0], mean, atol=0.02)
+    assert np.allclose(trained.components(swapped, cosines, embedder)[:, 0], mean, atol=0.02)
 
 
 def test_a_stored_cross_encoder_can_be_recalibrated_or_used_alone(trained):
@@ -161,7 +179,7 @@ def test_train_verifier_trains_and_activates_a_cross_encoder(tmp_path, capsys):
                  pooling="cls", activate=True, json=True, stdout=out)  # fmt: skip
     result = json.loads(out.getvalue())
     assert result["kind"] == "cross-encoder" and result["active"] is True and result["use"] == "cross"
-    assert result["config"]["pooling"] == "cls" and set(result["held_out_auc"]) == {"fp32", "int8"}
+    assert result["config"]["pooling"] == "cls" and set(result["held_out_auc"]) == {"fp32", "int8", "int8_both_orders"}
     assert "cross-encoder: epoch 1/1" in capsys.readouterr().err  # progress on stderr
     record = VerifierModel.objects.global_rows().get(pk=result["id"])
     assert isinstance(TrainedVerifier.from_bytes(bytes(record.blob)), CrossEncoderVerifier)
