@@ -26,26 +26,17 @@ takes a permit (or gives one back): the door is for admission and the exact tier
 """
 
 import asyncio
-import weakref
 
 from saascore import door
 from saascore.conf import ai_settings
+from saascore.per_loop import PerLoop
 
-_gates: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[int, asyncio.Semaphore]]" = (
-    weakref.WeakKeyDictionary()
-)
+_gates = PerLoop(asyncio.Semaphore)
 
 
 def _gate() -> asyncio.Semaphore | None:
     """This loop's semaphore (a new one when the setting changed), or None with the gate off."""
-    size = ai_settings.MISS_PREPARE_CONCURRENCY
-    if not size:
-        return None
-    loop = asyncio.get_running_loop()
-    gate = _gates.get(loop)
-    if gate is None or gate[0] != size:
-        gate = _gates[loop] = (size, asyncio.Semaphore(size))
-    return gate[1]
+    return _gates.get(ai_settings.MISS_PREPARE_CONCURRENCY)
 
 
 class Permit:

@@ -21,12 +21,12 @@ limit). Nothing is refused. 0: no door.
 
 import asyncio
 import time
-import weakref
 from collections import deque
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 
 from saascore.conf import ai_settings
+from saascore.per_loop import PerLoop
 
 OLDEST_FIRST_AFTER = 10.0  # seconds a request waits at the door before it goes first
 
@@ -74,20 +74,13 @@ class _Place:
         self.door = door
 
 
-_doors: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Door]" = weakref.WeakKeyDictionary()
+_doors = PerLoop(Door)
 _place: ContextVar[_Place | None] = ContextVar("door_place", default=None)
 
 
 def this_loops() -> Door | None:
     """This loop's door (a new one when the setting changed), or None without one."""
-    size = ai_settings.LOOKUP_CONCURRENCY
-    if not size:
-        return None
-    loop = asyncio.get_running_loop()
-    door = _doors.get(loop)
-    if door is None or door.size != size:
-        door = _doors[loop] = Door(size)
-    return door
+    return _doors.get(ai_settings.LOOKUP_CONCURRENCY)
 
 
 @asynccontextmanager

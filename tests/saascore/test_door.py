@@ -72,3 +72,20 @@ def test_a_request_holds_one_place_however_many_layers_enter_and_gives_it_back_o
             doors.leave()
 
     asyncio.run(run())
+
+
+def test_each_event_loop_has_its_own_door_rebuilt_when_its_size_changes(settings):
+    async def this_loops_twice():
+        settings.AI = {**settings.AI, "LOOKUP_CONCURRENCY": 3}
+        first = doors.this_loops()
+        assert doors.this_loops() is first and first.size == 3
+        settings.AI = {**settings.AI, "LOOKUP_CONCURRENCY": 5}
+        resized = doors.this_loops()
+        assert resized is not first and resized.size == 5
+        settings.AI = {**settings.AI, "LOOKUP_CONCURRENCY": 0}
+        assert doors.this_loops() is None  # 0: no door
+        settings.AI = {**settings.AI, "LOOKUP_CONCURRENCY": 5}
+        return doors.this_loops()
+
+    one, other = asyncio.run(this_loops_twice()), asyncio.run(this_loops_twice())
+    assert one is not other  # another loop (another worker) has a door of its own
