@@ -38,7 +38,9 @@ class LeanHandler(ASGIHandler):
     The request waits at the door (saascore/door.py) before it is built. A client that
     disconnects before its answer does not stop it: the answer is finished,
     cached and billed (the model was paid for either way; a client must not escape its bill
-    by hanging up). A streamed answer stops when its client leaves.
+    by hanging up). A streamed answer stops when its client leaves, and is not produced past
+    its first piece when the client left before it started (a view's streaming response may
+    carry ``abandon``, an async callable that ends its stream then).
     """
 
     def load_middleware(self, is_async: bool = False) -> None:
@@ -67,12 +69,16 @@ class LeanHandler(ASGIHandler):
             await self.send_response(error, send)
             error.close()
             return
-        streaming: list[bool] = []
-        view = asyncio.create_task(self._respond(request, send, streaming))
+        left, streaming = asyncio.Event(), asyncio.Event()
+        view = asyncio.create_task(self._respond(request, send, left, streaming))
         disconnect = asyncio.create_task(self.listen_for_disconnect(receive))
         await asyncio.wait({view, disconnect}, return_when=asyncio.FIRST_COMPLETED)
-        disconnect.cancel()
-        if not view.done() and streaming:
+        if disconnect.done():
+            disconnect.exception()  # RequestAborted: the client left (read, so asyncio does not log it)
+            left.set()
+        else:
+            disconnect.cancel()
+        if not view.done() and streaming.is_set():
             view.cancel()  # the client left a stream: it stops where it waits
         try:
             response = await view
@@ -80,10 +86,16 @@ class LeanHandler(ASGIHandler):
             return
         response.close()
 
-    async def _respond(self, request, send, streaming: list[bool]):
+    async def _respond(self, request, send, left: asyncio.Event, streaming: asyncio.Event):
         response = await self.run_get_response(request)
+        door.leave()  # the answer is built: sending it is not the door's business
         if response.streaming:
-            streaming.append(True)
+            if left.is_set():  # its client left before it started: not produced, nor sent
+                abandon = getattr(response, "abandon", None)  # a live stream's: it settles now
+                if abandon is not None:
+                    await abandon()
+                return response
+            streaming.set()
         await self.send_response(response, send)
         return response
 

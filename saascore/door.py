@@ -7,8 +7,9 @@ the busy loop took to read their replies, the hits asked meanwhile lost their lo
 answered as misses behind the burst, and those that got through met every step of the burst's
 arrival work first. ``AI["LOOKUP_CONCURRENCY"]`` places per event loop (one loop per worker)
 cap that: the query paths take a place before Django builds their request (saascore/asgi.py),
-and leave it once the exact tier has answered (a hit, at its response) or missed (a miss,
-when it waits for the miss gate, ai/miss_gate.py). The rest wait, costing a coroutine each,
+and leave it once the exact tier has answered (a hit, once its response is built, before it
+is sent: saascore/asgi.py) or missed (a miss, when it waits for the miss gate,
+ai/miss_gate.py; an embeddings request once admitted). The rest wait, costing a coroutine each,
 **newest first**: a burst's late arrivals (the hits asked while it is being let in) do not
 wait for its early ones. One that has waited ``OLDEST_FIRST_AFTER`` seconds goes first, so
 no request is left behind for good under sustained overload (adaptive LIFO with an age
@@ -22,7 +23,7 @@ limit). Nothing is refused. 0: no door.
 import asyncio
 import time
 from collections import deque
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from contextvars import ContextVar
 
 from saascore.conf import ai_settings
@@ -51,8 +52,9 @@ class Door:
         except asyncio.CancelledError:
             if waiter[1].done() and not waiter[1].cancelled():
                 self.leave()  # it was handed a place as it was cancelled: pass it on
-            else:
-                self._waiting.remove(waiter)
+            else:  # not yet passed over by leave(): out of the line (once passed over, it is gone)
+                with suppress(ValueError):
+                    self._waiting.remove(waiter)
             raise
 
     def leave(self) -> None:

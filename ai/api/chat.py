@@ -92,7 +92,9 @@ async def chat(request: HttpRequest) -> HttpResponse:
         first = await anext(answered.pieces)
     except StopAsyncIteration:
         first = ""
-    return _streaming(live_events(answered, asked, first, request.request_id), answered.headers)
+    response = _streaming(live_events(answered, asked, first, request.request_id), answered.headers)
+    response.abandon = answered.pieces.aclose  # its client left before it started (saascore/asgi.py)
+    return response
 
 
 def _streaming(events: AsyncIterator[bytes], headers: dict) -> StreamingHttpResponse:

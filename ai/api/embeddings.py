@@ -23,7 +23,7 @@ from billing.group_commit import ledger
 from billing.key_admission import aadmit
 from billing.models import UsageRecord
 from billing.services import Usage
-from saascore import metrics
+from saascore import door, metrics
 from saascore.api.lean import async_endpoint, json_body, json_response
 from saascore.pools import in_cpu
 from tenants.authentication import aauthenticate
@@ -69,6 +69,7 @@ async def embeddings(request: HttpRequest) -> HttpResponse:
     caller = caller_of(request, control=CacheControl(), metadata=body.get("metadata"), model=embedder.id)
     admission = await aadmit(tenant=tenant, api_key=caller.api_key, request_id=request.request_id,
                              guard=get_cache().guard)  # fmt: skip
+    door.leave()  # admitted: the embedding is not the door's business (saascore/door.py)
     try:
         embedded = await in_cpu(embedder.embed, texts)
         usage = Usage(

@@ -89,3 +89,22 @@ def test_each_event_loop_has_its_own_door_rebuilt_when_its_size_changes(settings
 
     one, other = asyncio.run(this_loops_twice()), asyncio.run(this_loops_twice())
     assert one is not other  # another loop (another worker) has a door of its own
+
+
+def test_a_waiter_cancelled_then_passed_over_raises_cancelled_and_keeps_no_place():
+    """Cancelled while it waited, then passed over by a leave() before it ran again: it is
+    cancelled (not a ValueError from a line it is no longer in), and the place went on."""
+
+    async def run():
+        door = doors.Door(1)
+        await door.enter()  # the one place, held here
+        waiting = asyncio.create_task(door.enter())
+        await until(lambda: len(door._waiting) == 1, "the second request never waited")
+        waiting.cancel()  # its future is cancelled now; the task runs again later
+        door.leave()  # passes it over (cancelled): nobody is left inside
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        return door
+
+    door = asyncio.run(run())
+    assert door._inside == 0 and not door._waiting
