@@ -7,9 +7,12 @@ Guarantees:
   (422), whatever happened to the first.
 - While the first request runs, a retry is told so (409) instead of getting a
   second answer; once it answered, a retry gets its stored response (24 h).
-- The ledger's id for the request derives from (API key, user, key, body): even
-  with Redis unavailable, a retry of the same request is billed once and a
-  different body is billed on its own.
+- Every run of a request is billed: a run that claimed the key in Redis under
+  its own request id, so a request run again once Redis has forgotten its key
+  (after the 24 h of replay, or a claim left pending by a killed worker) is
+  billed again, as it was answered again.
+- With Redis unavailable the ledger's id derives from (API key, user, key,
+  body): a retry of the same request is billed once, a different body on its own.
 
 Not guaranteed: with Redis unavailable, a retry is answered again (from the
 cache or the model), though not billed again.
@@ -56,8 +59,12 @@ class Idempotent:
 
     redis_key: str
     fingerprint: str
-    ledger_id: str
+    unguarded_ledger_id: str  # the id a run bills under when Redis could not be asked
     claimed: bool  # False: Redis could not be asked; the request runs unguarded
+
+    def ledger_id(self, request_id: str) -> str:
+        """What this run bills under: its own id, or (unguarded) the request's derived id."""
+        return request_id if self.claimed else self.unguarded_ledger_id
 
 
 @dataclass(frozen=True)
@@ -99,8 +106,8 @@ def _claim(
 
 
 def _outcome(claim: Idempotent, held: bytes | bool | None) -> Idempotent | Replay:
-    if held is None:  # Redis unavailable: run unguarded; the ledger id still bills a retry once
-        return Idempotent(claim.redis_key, claim.fingerprint, claim.ledger_id, claimed=False)
+    if held is None:  # Redis unavailable: run unguarded; the derived ledger id bills a retry once
+        return Idempotent(claim.redis_key, claim.fingerprint, claim.unguarded_ledger_id, claimed=False)
     if held is False:
         return claim
     record = json.loads(held)
@@ -172,7 +179,7 @@ async def aidempotent(
         if isinstance(claim, Replay):
             return json_response(claim.body, headers={**claim.headers, "Idempotent-Replay": "true"})
     try:
-        body, headers = await answer(claim.ledger_id if claim else request.request_id)
+        body, headers = await answer(claim.ledger_id(request.request_id) if claim else request.request_id)
     except BaseException:
         if claim:
             await aidempotency_abandon(guard, claim)

@@ -6,6 +6,7 @@ import asyncio
 import threading
 from decimal import Decimal
 
+import redis
 from django.test import AsyncClient
 
 import ai.pipeline
@@ -16,6 +17,7 @@ from ai.tenant_settings.models import TenantAISettings
 from billing.models import SpendReservation, TenantBudget, UsageRecord
 from saascore import metrics
 from saascore.pools import in_db
+from saascore.redis import keys
 from tenants.models import ApiKey
 from tenants.scoping import tenant_scope
 from tests.factories import auth, make_key
@@ -74,6 +76,23 @@ def test_an_idempotency_key_is_scoped_to_the_api_key_and_bound_to_its_body(api_c
     assert other_app.json()["request_id"] != first.json()["request_id"]
     sources = [source for _, source in rows(tenant)]
     assert len(sources) == 3 and sources[0] == "llm"  # the first, the user's and the other app's: billed once each
+
+
+def test_a_request_run_again_once_redis_forgot_its_key_is_billed_again(api_client, helpdesk, upstream, settings):
+    """After the 24 h of replay (or a claim a killed worker left pending) the same key and body
+    run again: that run is answered, so it is billed, under its own id."""
+    tenant, key = helpdesk()
+    header = {"HTTP_IDEMPOTENCY_KEY": "order-44"}
+    first = ask(api_client, key, PASSWORD, header, cache="bypass")
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    forgotten = client.delete(*client.keys(keys.idempotency_key(tenant.pk, "*")))
+    assert forgotten == 1  # as its time to live would
+    again = ask(api_client, key, PASSWORD, header, cache="bypass")
+    assert again.status_code == 200 and "Idempotent-Replay" not in again
+    assert rows(tenant) == [(first.json()["request_id"], "llm"), (again.json()["request_id"], "llm")]
+    with tenant_scope(tenant):
+        costs = list(UsageRecord.objects.for_tenant(tenant).values_list("cost", flat=True))
+    assert len(costs) == 2 and all(cost > 0 for cost in costs)
 
 
 def test_a_retry_while_the_first_request_runs_is_told_to_wait(api_client, helpdesk):
