@@ -21,6 +21,7 @@ upstream call: a burst of misses waits in line instead of slowing every hit.
 
 import logging
 import time
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 
 from ai.cache import CacheHit, CacheScope, SemanticCache, get_cache
@@ -52,6 +53,7 @@ from billing.group_commit import ledger
 from billing.key_admission import aadmit
 from billing.services import Usage
 from saascore import door, metrics
+from saascore.api.errors import ApiError
 from saascore.pools import in_background, in_cpu, in_db
 from tenants.models import Tenant
 
@@ -76,6 +78,19 @@ async def _record(ctx: QueryContext, usage: Usage) -> dict:
     if ctx.admission is not None:  # the key's tokens per minute, from real usage
         await ctx.admission.acount(row)
     return row
+
+
+@asynccontextmanager
+async def _router_billed_if_refused(ctx: QueryContext, routed: Routed):
+    """A request refused after its routing (its spend limit, a model its key may not use)
+    still paid for the LLM router if one was asked: that is billed, as an error row under
+    the request's own id. Routing that cost nothing leaves no row."""
+    try:
+        yield
+    except ApiError:
+        if routed.spent.router_input_tokens or routed.spent.router_output_tokens:
+            await _record(ctx, routed.spent.usage(ctx, source="error", model=routed.decision.model))
+        raise
 
 
 def _headers(ctx: QueryContext, state: str, *, similarity: float | None = None, qhash: str | None = None) -> dict:
@@ -237,9 +252,10 @@ async def _lookup(ctx: QueryContext, cache: SemanticCache, permit: Permit) -> Qu
             return await _hit(ctx, found.hit, routed)
 
     decision = routed.decision
-    chain = ctx.caller.chain(
-        model_chain(decision.model, decision.fallbacks, local_fallback=ctx.settings.local_fallback)
-    )
+    async with _router_billed_if_refused(ctx, routed):
+        chain = ctx.caller.chain(
+            model_chain(decision.model, decision.fallbacks, local_fallback=ctx.settings.local_fallback)
+        )
     # A request that will not store its answer leads no flight: its followers would wait for nothing.
     leads = routed.threshold is not None and ctx.control.write
     flight = await cache.atake_off(ctx.scope, ctx.query) if leads else None
@@ -267,7 +283,8 @@ async def _complete(ctx: QueryContext, cache: SemanticCache, miss: Miss, permit:
                 answer = Generation(ERROR_ANSWER, "local-extractive", 0, 0, [])
             else:
                 await permit.acquire()  # a follower whose leader left no answer: its turn again
-                admission = await areserve(tenant=ctx.tenant, api_key=ctx.caller.api_key)
+                async with _router_billed_if_refused(ctx, routed):
+                    admission = await areserve(tenant=ctx.tenant, api_key=ctx.caller.api_key)
                 answer = await _generate(ctx, routed, miss.chain, permit, admission)
             stored = await _store(ctx, cache, routed, answer)
         finally:

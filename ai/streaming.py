@@ -43,6 +43,7 @@ from ai.pipeline import (
     _headers,
     _lookup,
     _record,
+    _router_billed_if_refused,
     _store,
     _stored_as,
     _usage_dict,
@@ -103,7 +104,8 @@ async def _start(ctx: QueryContext, started: float, permit: Permit) -> QueryResu
         return _answered(ctx, await _complete(ctx, cache, found, permit), started)
     try:
         await permit.acquire()  # a follower whose leader left no answer: its turn again
-        admission = await areserve(tenant=ctx.tenant, api_key=ctx.caller.api_key)
+        async with _router_billed_if_refused(ctx, found.routed):
+            admission = await areserve(tenant=ctx.tenant, api_key=ctx.caller.api_key)
     except BaseException:
         await _release(found, None)
         raise

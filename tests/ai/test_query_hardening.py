@@ -275,6 +275,30 @@ def test_a_single_flight_follower_is_billed_the_llm_routers_tokens_too(api_clien
     assert row.embedding_tokens > 0 and row.cost > 0
 
 
+def test_a_request_refused_after_a_paid_llm_routing_is_billed_the_router(api_client, helpdesk, upstream):
+    """At its spend limit (or asking a model its key may not use) a request is refused after the
+    router ran: an LLM router's call was paid for, so it is billed, once per request."""
+    tenant, key = helpdesk()
+    with tenant_scope(tenant):
+        TenantAISettings.objects.for_tenant(tenant).create(tenant=tenant, router_mode="llm")
+    _budget(tenant, monthly_spend_limit=Decimal("0"))
+    verdict = '{"intent": "retrieval", "complexity": "low", "cache_strategy": "standard", "confidence": 0.95}'
+    upstream.default.content, upstream.default.usage = verdict, (321, 17)
+    refused = ask(api_client, key, PASSWORD)
+    body = {"model": "auto", "messages": [{"role": "user", "content": "Can I pay by invoice?"}], "stream": True}
+    streamed = api_client.post(
+        "/v1/chat/completions", body, content_type="application/json", headers={"Authorization": f"Bearer {key}"}
+    )
+    assert refused.status_code == 402
+    assert streamed.status_code == 429 and streamed.json()["error"]["code"] == "insufficient_quota"  # OpenAI's 402
+    assert [request["body"]["model"] for request in upstream.requests] == ["gpt-4o-mini", "gpt-4o-mini"]  # routers
+    with tenant_scope(tenant):
+        billed = list(UsageRecord.objects.for_tenant(tenant).order_by("id"))
+    assert [row.source for row in billed] == ["error", "error"]
+    assert all((r.router_input_tokens, r.router_output_tokens) == (321, 17) and r.cost > 0 for r in billed)
+    assert refused["X-Request-ID"] == billed[0].request_id
+
+
 def test_a_misss_reservation_is_held_until_its_ledger_row_is_written(api_client, helpdesk, upstream, monkeypatch):
     """Ended before the row, a reservation's budget is free for another request while this one's
     cost is counted nowhere: 200 requests at the last dollar overspent by 20 reservations
