@@ -106,10 +106,21 @@ def _system_prompt_tokens() -> int:
     return local_embedder().count_tokens(SYSTEM_PROMPT)
 
 
+# Our tokenizer (WordPiece) makes one [UNK] of a word longer than this; a provider's counts
+# about a token per two of its characters (a pasted blob, a base64 string).
+LONG_WORD_CHARACTERS = 100
+
+
+def _text_tokens(text: str) -> int:
+    """The local tokenizer's count of ``text``, and what it hides in words too long for it."""
+    hidden = sum(len(word) // 2 for word in text.split() if len(word) > LONG_WORD_CHARACTERS)
+    return local_embedder().count_tokens(text) + hidden
+
+
 def prompt_estimate(query: str, chunks: list[RetrievedChunk], history: tuple[dict, ...] = ()) -> int:
     """The tokens of the prompt ``_messages`` builds, with a margin for a provider's tokenizer.
     Passages count by the token counts stored at ingestion; only the rest is tokenized."""
-    count = local_embedder().count_tokens
+    count = _text_tokens
     counted = (
         _system_prompt_tokens() + count(query) + sum(count(str(m.get("content") or "")) for m in history)
         + sum(c.token_count + count(c.title) + 4 for c in chunks)

@@ -13,6 +13,7 @@ import ai.pipeline
 import ai.streaming
 from ai.api.idempotency import idempotency_begin
 from ai.cache import get_cache
+from ai.llm.generate import prompt_estimate
 from ai.tenant_settings.models import TenantAISettings
 from billing.models import SpendReservation, TenantBudget, UsageRecord
 from saascore import metrics
@@ -206,6 +207,26 @@ def test_a_model_whose_prompt_alone_passes_the_reservation_is_skipped(api_client
     body = ask(api_client, key, PASSWORD).json()
     assert upstream.chat_requests() == []  # no paid call at all
     assert body["model_used"] == "local-extractive" and Decimal(body["usage"]["cost_usd"]) == 0
+
+
+def test_a_pasted_blob_counts_as_a_providers_tokenizer_would_count_it(api_client, helpdesk, upstream):
+    """Our tokenizer makes one [UNK] of a word past 100 characters: a 100,000-character blob in
+    the history counted as one token, and a paid model was asked with the full output cap."""
+    blob = "".join(f"{n:x}" for n in range(40_000))[:100_000]  # hex digits: no spaces
+    assert prompt_estimate(PASSWORD, [], ({"role": "user", "content": blob},)) >= 50_000
+    english = ({"role": "user", "content": "I asked about my invoices and my seats last week. " * 50},)
+    assert prompt_estimate(PASSWORD, [], english) < 1_000  # ordinary words count as before
+    tenant, key = helpdesk()
+    _budget(tenant, max_request_cost=Decimal("0.001"))
+    messages = [{"role": "user", "content": blob}, {"role": "assistant", "content": "Noted."},
+                {"role": "user", "content": PASSWORD}]  # fmt: skip
+    answered = api_client.post(
+        "/v1/chat/completions", {"model": "auto", "messages": messages}, content_type="application/json",
+        headers={"Authorization": f"Bearer {key}"},
+    )  # fmt: skip
+    assert answered.status_code == 200, answered.content
+    assert upstream.chat_requests() == []  # the prompt alone passes the request's cost limit
+    assert answered.json()["model"] == "local-extractive"
 
 
 # -- item 8: single flight holds for as long as the leader's chain -----------------------------------
