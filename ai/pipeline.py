@@ -329,7 +329,7 @@ def _missed(ctx: QueryContext, routed: Routed, answer: Generation, stored: str, 
 async def _route(ctx: QueryContext, generation: int | None) -> Routed:
     """Embed once (CPU pool) and route with that vector; the threshold follows the router's
     confidence. Routing may read example sets and call the LLM router: the DB pool."""
-    embedded = await in_cpu(ctx.embedder.embed, [ctx.query])
+    embedded = await in_cpu(ctx.embedder.embed, [ctx.query], tenant_id=ctx.tenant.pk)
     vector = embedded.vectors[0]
     decision = await in_db(
         route_query,

@@ -71,7 +71,7 @@ async def embeddings(request: HttpRequest) -> HttpResponse:
                              guard=get_cache().guard)  # fmt: skip
     door.leave()  # admitted: the embedding is not the door's business (saascore/door.py)
     try:
-        embedded = await in_cpu(embedder.embed, texts)
+        embedded = await in_cpu(embedder.embed, texts, tenant_id=tenant.pk)
         usage = Usage(
             request_id=request.request_id,
             source=UsageRecord.Source.EMBEDDING,

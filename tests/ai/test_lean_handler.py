@@ -106,10 +106,10 @@ def test_a_place_is_given_back_once_the_answer_is_built_and_before_an_embedding(
         assert (await ask(tenant, HOURS)).source == "llm"  # now an exact hit
         embedding, embedded = asyncio.Event(), asyncio.Event()
 
-        async def held_in_cpu(work, *args):
+        async def held_in_cpu(work, *args, **kwargs):
             embedding.set()
             await embedded.wait()
-            return await in_cpu(work, *args)
+            return await in_cpu(work, *args, **kwargs)
 
         monkeypatch.setattr(embeddings_api, "in_cpu", held_in_cpu)
         embeddings = Client("/v1/embeddings", {"model": "auto", "input": ["a", "b"]}, key)

@@ -96,6 +96,27 @@ def test_a_request_run_again_once_redis_forgot_its_key_is_billed_again(api_clien
     assert len(costs) == 2 and all(cost > 0 for cost in costs)
 
 
+def test_another_tenants_embeddings_never_tell_what_this_tenants_users_asked(api_client, helpdesk):
+    """The embedding memo is per tenant: a text memoised for another tenant counts its tokens."""
+    _, asker = helpdesk()
+    prober_tenant, prober = helpdesk()
+    secret = "Has the mortgage of Jane Example been approved yet?"
+    assert ask(api_client, asker, secret).status_code == 200  # embedded (and memoised) for its tenant
+
+    def probe(text: str) -> int:
+        response = api_client.post(
+            "/v1/embeddings", {"model": "auto", "input": text}, content_type="application/json",
+            headers={"Authorization": f"Bearer {prober}"},
+        )  # fmt: skip
+        assert response.status_code == 200, response.content
+        return response.json()["usage"]["prompt_tokens"]
+
+    assert probe(secret) == probe("Has the mortgage of Jane Example been refused yet?") > 0
+    with tenant_scope(prober_tenant):
+        billed = list(UsageRecord.objects.for_tenant(prober_tenant).values_list("embedding_tokens", flat=True))
+    assert len(billed) == 2 and billed[0] > 0
+
+
 def test_a_retry_while_the_first_request_runs_is_told_to_wait(api_client, helpdesk):
     tenant, key = helpdesk()
     with tenant_scope(tenant):

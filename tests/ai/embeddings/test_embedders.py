@@ -52,6 +52,15 @@ def test_memo_reuses_recent_embeddings(minilm):
     assert memo.hits == 3
 
 
+def test_memo_is_per_tenant(minilm):
+    """A memoised text is faster and counts no tokens: shared, it would tell a tenant what another's users asked."""
+    memo = MemoEmbedder(minilm, size=8)
+    asked = memo.embed(["Has Jane's mortgage been approved?"], tenant_id=1)
+    probed = memo.embed(["Has Jane's mortgage been approved?"], tenant_id=2)
+    assert memo.hits == 0 and probed.input_tokens == asked.input_tokens > 0
+    assert memo.embed(["Has Jane's mortgage been approved?"], tenant_id=1).input_tokens == 0  # its own repeat
+
+
 def test_openai_compatible_embedder_through_the_real_client():
     with OpenAIServer(embedding_dim=48) as server:
         embedder = build_embedder(
