@@ -1,11 +1,12 @@
 """What scoring a borderline pair costs with a stored verifier, one pair at a time on one thread, and in batches.
 
     python bench/verifier_latency.py --verifier-id N [--data ../shared/data/qqp_dev.jsonl] [--pairs 600]
-                                     [--use ensemble|cross|boosting] [--json]
+                                     [--use ensemble|cross|boosting] [--one-order] [--json]
 
 One pair: ``PairVerifier.verify`` as the live cache calls it (a fresh pair each time: no memo
 holds its texts). Batch: pairs per second through ``scores`` in batches of 64. A cross-encoder
-verifier can be timed as its ensemble or as one of its parts (``--use``).
+verifier can be timed as its ensemble or as one of its parts (``--use``), and one trained on
+both orders as if it scored one (``--one-order``: what scoring both costs).
 """
 
 import argparse
@@ -31,6 +32,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("../shared/data/qqp_dev.jsonl"))
     parser.add_argument("--pairs", type=int, default=600)
     parser.add_argument("--use", choices=["ensemble", "cross", "boosting"], default="ensemble")
+    parser.add_argument("--one-order", action="store_true", help="a cross-encoder scores (a, b) only")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -40,6 +42,7 @@ def main() -> None:
         from ai.verifier.crosscalibrate import recalibrate
 
         trained = recalibrate(trained, target_precision=trained.report["target_precision"], use=args.use)
+        trained.both_orders = trained.both_orders and not args.one_order
     embedder = local_embedder()  # no memo: every text is embedded afresh, as a new query would be
     pairs = [(p.text_a, p.text_b) for p in load_pairs(args.data, limit=args.pairs)]
     vectors = embedder.embed([t for pair in pairs[:64] for t in pair]).vectors
@@ -61,6 +64,7 @@ def main() -> None:
         "verifier": args.verifier_id,
         "kind": trained.report.get("kind", "boosting"),
         "use": args.use if getattr(trained, "kind", None) == KIND else "boosting",
+        "both_orders": getattr(trained, "both_orders", False),
         "pairs": len(pairs),
         "one_pair_ms": _setup.percentiles(single),
         "batch_64_pairs_per_second": round(per_second, 1),
@@ -70,7 +74,8 @@ def main() -> None:
         print(json.dumps(result, indent=2))
         return
     p = result["one_pair_ms"]
-    print(f"verifier #{args.verifier_id} ({result['kind']}, {result['use']}): one pair p50 {p['p50']:.1f} ms, "
+    orders = ", both orders" if result["both_orders"] else ""
+    print(f"verifier #{args.verifier_id} ({result['kind']}, {result['use']}{orders}): one pair p50 {p['p50']:.1f} ms, "
           f"p95 {p['p95']:.1f} ms, p99 {p['p99']:.1f} ms; batches of 64: {per_second:.0f} pairs/s")  # fmt: skip
 
 

@@ -20,6 +20,9 @@ def add_cross_encoder_arguments(parser) -> None:
     group.add_argument("--max-tokens", type=int, default=64, help=f"pair length cap (at most {MAX_TOKENS})")
     group.add_argument("--pooling", choices=["mean", "cls"], default="mean")
     group.add_argument("--no-symmetric", action="store_true", help="train on (a, b) only, not also on (b, a)")
+    group.add_argument(
+        "--both-orders", action="store_true", help="score (a, b) and (b, a), the mean of the two (twice the cost)"
+    )
     group.add_argument("--fp32", action="store_true", help="serve the fp32 graph, not int8")
     group.add_argument("--no-ensemble", action="store_true", help="the cross-encoder alone, without boosting")
     group.add_argument("--freeze-layers", type=int, default=0, help="keep the lowest N of the 6 layers as pretrained")
@@ -40,6 +43,7 @@ def fit_cross_encoder_from_options(pairs: list, embedder, calibration: dict, opt
         max_tokens=options["max_tokens"],
         pooling=options["pooling"],
         symmetric=not options["no_symmetric"],
+        both_orders=options["both_orders"],
         int8=not options["fp32"],
         freeze_layers=options["freeze_layers"],
         threads=options["train_threads"],

@@ -46,6 +46,7 @@ class TrainConfig:
     max_tokens: int = 64
     pooling: str = "mean"
     symmetric: bool = True  # train on (a, b) and (b, a)
+    both_orders: bool = False  # serve the mean of both orders' logits (+0.002 held-out AUC for twice the cost)
     int8: bool = True
     freeze_word_embeddings: bool = True  # half the optimiser's work; QQP's words are in the vocabulary
     freeze_layers: int = 0  # the lowest N transformer layers stay as pretrained (a cheaper backward pass)
@@ -222,14 +223,14 @@ def fit_cross_encoder(
         onnx = quantise_int8(fp32) if config.int8 else fp32
         scorer = OnnxPairScorer(onnx, tokenizer_json(), config.max_tokens)
         one_order = scorer.logits(held_pairs)
-        # A model trained on both orders is served on both (the mean of the two logits).
-        cross = scorer.logits(held_pairs, both_orders=True) if config.symmetric else one_order
+        both = scorer.logits(held_pairs, both_orders=True)  # reported, served with config.both_orders
+        cross = both if config.both_orders else one_order
         cosines, boosting, boost = side.result()
 
     asked = [cosines[i] >= min_similarity and not guard_veto(*pairs[i]) for i in cal_rows]
     untrained = CrossEncoderVerifier(
         onnx=onnx, tokenizer_json=tokenizer_json(), embedder_id=embedder.id, min_score=1.0, boosting=boosting,
-        max_tokens=config.max_tokens, both_orders=config.symmetric,
+        max_tokens=config.max_tokens, both_orders=config.both_orders,
     )  # fmt: skip
     untrained.report = {
         "kind": "cross-encoder" + (" + boosting" if boosting else ""),
@@ -251,8 +252,7 @@ def fit_cross_encoder(
 
     served = "int8" if config.int8 else "fp32"
     untrained.report["held_out_auc"] = {served: auc(one_order)}
-    if config.symmetric:
-        untrained.report["held_out_auc"][f"{served}_both_orders"] = auc(cross)
+    untrained.report["held_out_auc"][f"{served}_both_orders"] = auc(both)
     if config.int8:
         unquantised = OnnxPairScorer(fp32, tokenizer_json(), config.max_tokens)
         untrained.report["held_out_auc"]["fp32"] = auc(unquantised.logits(held_pairs))

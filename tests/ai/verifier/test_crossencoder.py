@@ -4,6 +4,7 @@ A real (tiny) fine-tune runs here: `make test` installs requirements-train.txt (
 from the machine's disk). Under CI a missing PyTorch fails these tests instead of skipping them.
 """
 
+import copy
 import io
 import json
 import os
@@ -86,9 +87,11 @@ def test_a_fine_tuned_cross_encoder_is_calibrated_on_held_out_pairs(trained):
     assert scores.shape == (60,) and ((scores > 0) & (scores < 1)).all()
 
 
-def test_a_model_trained_on_both_orders_scores_both_and_their_mean(trained):
-    """Which question was cached and which was asked does not change the cross-encoder's judgement."""
-    assert trained.both_orders
+def test_a_model_served_on_both_orders_scores_the_mean_of_the_two(trained):
+    """With ``both_orders`` which question was cached and which was asked does not change the judgement."""
+    assert not trained.both_orders  # opt-in: twice the cost for +0.002 held-out AUC (docs/benchmarks.md)
+    trained = copy.copy(trained)
+    trained.both_orders = True
     pairs = [(r["text_a"], r["text_b"]) for r in PAIRS[140:150]]
     swapped = [(b, a) for a, b in pairs]
     scorer = trained.scorer()
