@@ -180,6 +180,17 @@ def reserve(*, tenant: Tenant, api_key: ApiKey | None = None, now: datetime | No
     return Admission(tenant.pk, max_cost, reservation.pk)
 
 
+def monthly_limit_spent(tenant: Tenant, now: datetime | None = None) -> bool:
+    """The tenant's monthly spend limit is spent already (read without a lock): a paid step that
+    is not the answer itself, as the LLM router, is skipped rather than paid and then refused."""
+    limit = budget_for(tenant).monthly_spend_limit
+    if limit is None:
+        return False
+    with tenant_scope(tenant):
+        counter = SpendCounter.objects.for_tenant(tenant).filter(period=period_of(now or datetime.now(UTC))).first()
+    return counter is not None and counter.committed >= limit
+
+
 def _refuse(message: str, details: dict, resets: datetime, now: datetime) -> None:
     raise AdmissionRefused(402, "budget_exceeded", message, details, int((resets - now).total_seconds()))
 

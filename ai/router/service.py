@@ -26,6 +26,7 @@ from ai.router.llm import RouterError, llm_route
 from ai.router.local import Scope, document_confidence, document_distance, route_locally
 from ai.router.table import route_for
 from ai.tenant_settings.models import TenantAISettings
+from billing.admission import monthly_limit_spent
 from catalog.selectors import price_at
 from saascore import metrics
 from saascore.conf import ai_settings
@@ -125,7 +126,10 @@ def route_query(
     elif mode == TenantAISettings.RouterMode.LLM or (
         mode == TenantAISettings.RouterMode.CASCADE and local.confidence < settings.cascade_threshold
     ):
-        decision = _llm(tenant, query, settings, local)
+        if monthly_limit_spent(tenant):  # the LLM router would be paid for a request then refused
+            decision = _count_failure(tenant, "spend_limit", "the tenant's monthly spend limit is spent")
+        else:
+            decision = _llm(tenant, query, settings, local)
     else:
         decision = local
     if contains_personal_data(query):

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import redis
 from django.test import AsyncClient
+from django.utils import timezone
 
 import ai.pipeline
 import ai.streaming
@@ -15,7 +16,9 @@ from ai.api.idempotency import idempotency_begin
 from ai.cache import get_cache
 from ai.llm.generate import prompt_estimate
 from ai.tenant_settings.models import TenantAISettings
-from billing.models import SpendReservation, TenantBudget, UsageRecord
+from billing.key_limits import api_key_limits_set
+from billing.models import SpendCounter, SpendReservation, TenantBudget, UsageRecord
+from billing.services import period_of
 from saascore import metrics
 from saascore.pools import in_db
 from saascore.redis import keys
@@ -317,20 +320,30 @@ def test_a_single_flight_follower_is_billed_the_llm_routers_tokens_too(api_clien
     assert row.embedding_tokens > 0 and row.cost > 0
 
 
-def test_a_request_refused_after_a_paid_llm_routing_is_billed_the_router(api_client, helpdesk, upstream):
-    """At its spend limit (or asking a model its key may not use) a request is refused after the
-    router ran: an LLM router's call was paid for, so it is billed, once per request."""
-    tenant, key = helpdesk()
+def _llm_router(tenant, upstream) -> None:
     with tenant_scope(tenant):
         TenantAISettings.objects.for_tenant(tenant).create(tenant=tenant, router_mode="llm")
-    _budget(tenant, monthly_spend_limit=Decimal("0"))
     verdict = '{"intent": "retrieval", "complexity": "low", "cache_strategy": "standard", "confidence": 0.95}'
     upstream.default.content, upstream.default.usage = verdict, (321, 17)
-    refused = ask(api_client, key, PASSWORD)
-    body = {"model": "auto", "messages": [{"role": "user", "content": "Can I pay by invoice?"}], "stream": True}
-    streamed = api_client.post(
+
+
+def _chat_stream(api_client, key, question: str):
+    body = {"model": "auto", "messages": [{"role": "user", "content": question}], "stream": True}
+    return api_client.post(
         "/v1/chat/completions", body, content_type="application/json", headers={"Authorization": f"Bearer {key}"}
     )
+
+
+def test_a_request_refused_after_a_paid_llm_routing_is_billed_the_router(api_client, helpdesk, upstream):
+    """Its key's budget spent (or asking a model its key may not use), a request is refused after
+    the router ran: an LLM router's call was paid for, so it is billed, once per request."""
+    tenant, _ = helpdesk()
+    api_key, key = make_key(tenant, name="budgeted")
+    api_key_limits_set(tenant=tenant, key_id=api_key.pk, values={"budget_usd": "0.005", "budget_period": "daily"})
+    _budget(tenant, max_request_cost=Decimal("0.01"))  # a miss reserves more than the key's budget
+    _llm_router(tenant, upstream)
+    refused = ask(api_client, key, PASSWORD)
+    streamed = _chat_stream(api_client, key, "Can I pay by invoice?")
     assert refused.status_code == 402
     assert streamed.status_code == 429 and streamed.json()["error"]["code"] == "insufficient_quota"  # OpenAI's 402
     assert [request["body"]["model"] for request in upstream.requests] == ["gpt-4o-mini", "gpt-4o-mini"]  # routers
@@ -339,6 +352,21 @@ def test_a_request_refused_after_a_paid_llm_routing_is_billed_the_router(api_cli
     assert [row.source for row in billed] == ["error", "error"]
     assert all((r.router_input_tokens, r.router_output_tokens) == (321, 17) and r.cost > 0 for r in billed)
     assert refused["X-Request-ID"] == billed[0].request_id
+
+
+def test_a_tenant_whose_monthly_limit_is_spent_pays_no_llm_router(api_client, helpdesk, upstream):
+    """The router is skipped (routed fail-safe) rather than paid for a request that is then refused."""
+    tenant, key = helpdesk()
+    _llm_router(tenant, upstream)
+    _budget(tenant, monthly_spend_limit=Decimal("1"))
+    with tenant_scope(tenant):
+        SpendCounter.objects.for_tenant(tenant).create(tenant=tenant, period=period_of(timezone.now()),
+                                                       committed=Decimal("1"))  # fmt: skip
+    refused = ask(api_client, key, PASSWORD)
+    streamed = _chat_stream(api_client, key, "Can I pay by invoice?")
+    assert refused.status_code == 402 and streamed.status_code == 429
+    assert upstream.requests == []  # no router call, no answer
+    assert rows(tenant) == []
 
 
 def test_a_misss_reservation_is_held_until_its_ledger_row_is_written(api_client, helpdesk, upstream, monkeypatch):
