@@ -13,6 +13,11 @@ def model_names() -> set[str]:
     return set(ModelPrice.objects.values_list("model", flat=True).distinct())
 
 
+async def amodel_names() -> frozenset[str]:
+    """Every model the catalog prices, read once per ``AI["ROW_CACHE_SECONDS"]`` per process."""
+    return await _names.aget("all", lambda: frozenset(model_names()))
+
+
 def price_at(*, model: str, when: datetime | None = None) -> ModelPrice | None:
     """The price in force for ``model`` at ``when`` (default: now)."""
     when = when or timezone.now()
@@ -36,3 +41,4 @@ def _prices_of(model: str) -> list[ModelPrice]:
 
 
 _prices = TTLCache("model-prices", lambda: ai_settings.ROW_CACHE_SECONDS).forget_on_change(ModelPrice)
+_names = TTLCache("model-names", lambda: ai_settings.ROW_CACHE_SECONDS).forget_on_change(ModelPrice)

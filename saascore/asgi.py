@@ -11,6 +11,7 @@ run in threads as Django runs them under ASGI. Both share one URLconf.
 
 import asyncio
 import os
+import tempfile
 
 from django.conf import settings
 from django.core.asgi import get_asgi_application
@@ -19,6 +20,8 @@ from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.urls import set_script_prefix
 
 from saascore import door
+from saascore.api.errors import body_too_large, max_body_bytes
+from saascore.api.openai_errors import is_openai_path, reshaped
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "saascore.settings.production")
 
@@ -56,12 +59,38 @@ class LeanHandler(ASGIHandler):
             body = await self.read_body(receive)
         except RequestAborted:
             return
+        except BodyTooLarge as too_large:  # a chunked body past the limit (a Content-Length one: middleware)
+            refused = body_too_large(too_large.limit)
+            await self.send_response(reshaped(refused) if is_openai_path(scope["path"]) else refused, send)
+            return
         set_script_prefix(get_script_prefix(scope))
         try:
             async with door.entered():  # before the request is built: a burst waits here, newest first
                 await self._handle(scope, body, receive, send)
         finally:
             body.close()
+
+    async def read_body(self, receive):
+        """Django's, stopped at ``API_MAX_BODY_BYTES``: a body sent without a Content-Length is
+        not written to a file in full before anything looks at it."""
+        limit = max_body_bytes()
+        body = tempfile.SpooledTemporaryFile(max_size=settings.FILE_UPLOAD_MAX_MEMORY_SIZE, mode="w+b")
+        read = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                body.close()
+                raise RequestAborted()
+            chunk = message.get("body", b"")
+            read += len(chunk)
+            if read > limit:
+                body.close()
+                raise BodyTooLarge(limit)
+            body.write(chunk)
+            if not message.get("more_body", False):
+                break
+        body.seek(0)
+        return body
 
     async def _handle(self, scope, body, receive, send) -> None:
         request, error = self.create_request(scope, body)
@@ -98,6 +127,12 @@ class LeanHandler(ASGIHandler):
             streaming.set()
         await self.send_response(response, send)
         return response
+
+
+class BodyTooLarge(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"body over {limit} bytes")
+        self.limit = limit
 
 
 lean = LeanHandler()

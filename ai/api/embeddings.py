@@ -15,7 +15,7 @@ from django.http import HttpRequest, HttpResponse
 
 from ai.api.caller import caller_of
 from ai.api.chat import OpenAICompatibleApi
-from ai.api.openai_input import AUTO, ModelNotFound, end_user, invalid
+from ai.api.openai_input import AUTO, ModelNotFound, end_user, invalid, storable
 from ai.cache import get_cache
 from ai.context import CacheControl
 from ai.embeddings import get_embedder
@@ -38,7 +38,7 @@ def _inputs(value) -> list[str]:
         raise invalid("input", f"a string or a list of 1 to {MAX_INPUTS} strings")
     if not all(isinstance(t, str) and 0 < len(t) <= MAX_INPUT_CHARS for t in texts):
         raise invalid("input", f"strings of 1 to {MAX_INPUT_CHARS} characters (token arrays are not supported)")
-    return texts
+    return [storable(text, "input") for text in texts]
 
 
 def _encoded(vector: np.ndarray, encoding: str) -> list[float] | str:

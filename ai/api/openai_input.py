@@ -7,7 +7,7 @@ from rest_framework import serializers
 
 from ai.context import CacheControl
 from ai.router.table import aroute_table, model_route
-from catalog.selectors import aprice_at
+from catalog.selectors import amodel_names
 from saascore.api.errors import ApiError
 from tenants.models import Tenant
 
@@ -34,16 +34,28 @@ class ChatRequest:
     control: CacheControl
 
 
+def storable(text: str, field: str) -> str:
+    """``text``, refused (400) if it cannot be stored as it is: a lone surrogate (not UTF-8) or a
+    NUL character (PostgreSQL's text refuses it: the ledger row of a later hit would fail)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        raise invalid(field, "text in UTF-8 (a lone surrogate is not)") from None
+    if "\x00" in text:
+        raise invalid(field, "text without NUL characters")
+    return text
+
+
 def _text(content, field: str) -> str:
     """A message's text: a string, or the text parts of a list of parts."""
     if content is None:
         return ""
     if isinstance(content, str):
-        return content
+        return storable(content, field)
     if isinstance(content, list) and all(isinstance(p, dict) for p in content):
         if any(p.get("type") != "text" or not isinstance(p.get("text"), str) for p in content):
             raise invalid(field, "only text parts are supported")
-        return "".join(p["text"] for p in content)
+        return storable("".join(p["text"] for p in content), field)
     raise invalid(field, "a string or a list of text parts")
 
 
@@ -52,7 +64,7 @@ def _messages(messages) -> tuple[str, tuple[dict, ...]]:
         raise invalid("messages", f"a list of 1 to {MAX_MESSAGES} messages")
     turns = []
     for n, message in enumerate(messages):
-        if not isinstance(message, dict) or message.get("role") not in ROLES:
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str) or message["role"] not in ROLES:
             raise invalid(f"messages[{n}].role", f"one of {', '.join(sorted(ROLES))} (tools are not supported)")
         role = "system" if message["role"] == "developer" else message["role"]
         turns.append({"role": role, "content": _text(message.get("content"), f"messages[{n}].content")})
@@ -110,7 +122,7 @@ def chat_request(body) -> ChatRequest:
     if not isinstance(body, dict):
         raise invalid("messages", "the body must be a JSON object with model and messages")
     model = body.get("model")
-    if not isinstance(model, str) or not 1 <= len(model) <= 100:
+    if not isinstance(model, str) or not 1 <= len(model) <= 100 or not model.isprintable():
         raise invalid("model", f'a model name from GET /v1/models, or "{AUTO}"')
     if body.get("n") not in (None, 1):
         raise invalid("n", "only one choice (n = 1) is supported")
@@ -151,6 +163,6 @@ async def named_route(tenant: Tenant, model: str) -> tuple[str, tuple[str, ...]]
     route = model_route(await aroute_table(tenant), model)
     if route is not None:
         return route
-    if await aprice_at(model=model) is None:
+    if model not in await amodel_names():  # one cached set: a new name costs no query
         raise ModelNotFound(f"The model `{model}` does not exist; GET /v1/models lists the ones you may use.")
     raise ModelNotAllowed(f"The model `{model}` is not in this tenant's routes; GET /v1/models lists those it may use.")

@@ -85,7 +85,7 @@ def json_body(request: HttpRequest):
     charset = request.encoding or "utf-8"
     try:
         text = request.body.decode(charset)
-    except (UnicodeDecodeError, LookupError) as exc:
+    except (UnicodeError, LookupError) as exc:  # UnicodeError: a codec such as punycode failing its own way
         raise exceptions.ParseError(f"JSON parse error - {exc}") from None
     return loads_bounded(text)
 

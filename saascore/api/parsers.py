@@ -66,7 +66,7 @@ def read_text(stream, parser_context: dict | None) -> str:
     encoding = parsers.get_encoding(parser_context or {})
     try:
         return stream.read().decode(encoding)
-    except UnicodeDecodeError as exc:
+    except UnicodeError as exc:  # UnicodeDecodeError, or a codec such as punycode failing its own way
         raise ParseError(f"The body is not valid {encoding}: {exc}") from None
 
 

@@ -11,7 +11,7 @@ code  when                                                                 which
 401   no API key, or an invalid, revoked or expired one                    views that need a key
 404   the id in the path names nothing of this tenant                      with a path parameter
 406   ``Accept`` (or ``?format=``) names nothing the operation produces    every one
-413   a body over ``API_MAX_BODY_BYTES`` (refused before it is read)       with a request body
+413   a body over ``API_MAX_BODY_BYTES`` (refused before it is read past it)  with a request body
 415   a body in a media type the operation does not parse                  with a request body
 503   PostgreSQL unavailable, with ``Retry-After``                         every one
 ====  ===================================================================  =========================

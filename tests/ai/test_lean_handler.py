@@ -130,3 +130,27 @@ def test_a_place_is_given_back_once_the_answer_is_built_and_before_an_embedding(
     assert embeddings.status == 200 and slow.status == 400
     body = json.loads(b"".join(m.get("body", b"") for m in embeddings.sent))
     assert len(body["data"]) == 2
+
+
+def test_a_chunked_body_past_the_limit_is_a_413_before_it_is_read_in_full(settings):
+    """No Content-Length (chunked): the middleware cannot refuse it up front, so the handler
+    stops reading at API_MAX_BODY_BYTES instead of writing the whole body to a file first."""
+    settings.API_MAX_BODY_BYTES = 1000
+
+    async def run() -> tuple[Client, int]:
+        client = Client("/v1/chat/completions", {}, "sk-none")
+        chunks = iter([b"x" * 400] * 100)  # 40,000 bytes in 400-byte chunks
+        given = 0
+
+        async def receive() -> dict:
+            nonlocal given
+            given += 1
+            return {"type": "http.request", "body": next(chunks), "more_body": True}
+
+        await application(client.scope, receive, client.send)
+        return client, given
+
+    client, given = asyncio.run(run())
+    assert client.status == 413 and given == 3  # the third chunk passed the limit: no more were read
+    error = json.loads(b"".join(m.get("body", b"") for m in client.sent))["error"]
+    assert error["code"] == "body_too_large" and "1000" in error["message"]  # OpenAI's shape on /v1/

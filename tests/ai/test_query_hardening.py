@@ -3,11 +3,15 @@ ledger, what an Idempotency-Key may replay, long pastes, per-user caches without
 contact details from the tenant's own documents, and what a request may spend."""
 
 import asyncio
+import json
 import threading
 from decimal import Decimal
 
+import pytest
 import redis
+from django.db import connection
 from django.test import AsyncClient
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 import ai.pipeline
@@ -403,3 +407,63 @@ def test_a_misss_reservation_is_held_until_its_ledger_row_is_written(api_client,
     assert b"[DONE]" in asyncio.run(stream())
     assert held_when_billed == [("llm", 1), ("llm", 1)]  # the answer's row, then the stream's
     assert held() == 0  # and ended after them
+
+
+# -- the OpenAI-compatible API against a clumsy client ----------------------------------------------
+
+
+def _post_v1(api_client, key, path: str, raw: str, content_type: str = "application/json"):
+    return api_client.generic("POST", path, raw.encode(), content_type=content_type,
+                              headers={"Authorization": f"Bearer {key}"})  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("path", "raw", "param"),
+    [
+        ("/v1/chat/completions", '{"model":"auto","messages":[{"role":["user"],"content":"hi"}]}', "messages"),
+        ("/v1/chat/completions", '{"model":"auto","messages":[{"role":"user","content":"hi \\ud800"}]}', "messages"),
+        (
+            "/v1/chat/completions",
+            '{"model":"auto","messages":[{"role":"user","content":"hi \\u0000 there"}]}',
+            "messages",
+        ),
+        (
+            "/v1/chat/completions",
+            '{"model":"auto","messages":[{"role":"user","content":"a\\u0000"},{"role":"user","content":"hi"}]}',
+            "messages",
+        ),
+        ("/v1/chat/completions", '{"model":"\\u0000","messages":[{"role":"user","content":"hi"}]}', "model"),
+        ("/v1/embeddings", '{"model":"auto","input":"\\ud800"}', "input"),
+        ("/v1/embeddings", '{"model":"auto","input":["ok","nul \\u0000"]}', "input"),
+    ],
+)
+def test_text_that_cannot_be_stored_is_a_400_naming_the_field(api_client, helpdesk, upstream, path, raw, param):
+    """A lone surrogate or a NUL used to be a 500 (or cached, to break a later hit's ledger row)."""
+    tenant, key = helpdesk()
+    refused = _post_v1(api_client, key, path, raw)
+    assert refused.status_code == 400, refused.content
+    error = refused.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["param"].startswith(param), error
+    assert upstream.requests == [] and rows(tenant) == []
+
+
+def test_a_body_in_a_charset_its_codec_cannot_decode_is_a_400(api_client, helpdesk):
+    _, key = helpdesk()
+    raw = '{"model":"auto","messages":[{"role":"user","content":"hi"}]}'
+    refused = _post_v1(api_client, key, "/v1/chat/completions", raw, "application/json; charset=punycode")
+    assert refused.status_code == 400, refused.content
+
+
+def test_an_unknown_model_name_costs_no_query_of_its_own(api_client, helpdesk):
+    """Each new name used to read the catalog (and fill the price cache every tenant shares)."""
+    _, key = helpdesk()
+
+    def named(model: str):
+        raw = json.dumps({"model": model, "messages": [{"role": "user", "content": "hi"}]})
+        return _post_v1(api_client, key, "/v1/chat/completions", raw)
+
+    assert named("no-such-model-1").status_code == 404
+    with CaptureQueriesContext(connection) as queries:
+        again = named("no-such-model-2")
+    assert again.status_code == 404 and again.json()["error"]["code"] == "model_not_found"
+    assert not [q for q in queries.captured_queries if "catalog_modelprice" in q["sql"]]
