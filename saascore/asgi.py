@@ -11,7 +11,6 @@ run in threads as Django runs them under ASGI. Both share one URLconf.
 
 import asyncio
 import os
-import tempfile
 
 from django.conf import settings
 from django.core.asgi import get_asgi_application
@@ -73,24 +72,17 @@ class LeanHandler(ASGIHandler):
     async def read_body(self, receive):
         """Django's, stopped at ``API_MAX_BODY_BYTES``: a body sent without a Content-Length is
         not written to a file in full before anything looks at it."""
-        limit = max_body_bytes()
-        body = tempfile.SpooledTemporaryFile(max_size=settings.FILE_UPLOAD_MAX_MEMORY_SIZE, mode="w+b")
-        read = 0
-        while True:
+        limit, read = max_body_bytes(), 0
+
+        async def bounded() -> dict:
+            nonlocal read
             message = await receive()
-            if message["type"] == "http.disconnect":
-                body.close()
-                raise RequestAborted()
-            chunk = message.get("body", b"")
-            read += len(chunk)
+            read += len(message.get("body", b""))
             if read > limit:
-                body.close()
                 raise BodyTooLarge(limit)
-            body.write(chunk)
-            if not message.get("more_body", False):
-                break
-        body.seek(0)
-        return body
+            return message
+
+        return await super().read_body(bounded)
 
     async def _handle(self, scope, body, receive, send) -> None:
         request, error = self.create_request(scope, body)

@@ -21,7 +21,7 @@ cache or the model), though not billed again.
 import hashlib
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from django.http import HttpRequest, HttpResponse
 from rest_framework import serializers
@@ -107,7 +107,7 @@ def _claim(
 
 def _outcome(claim: Idempotent, held: bytes | bool | None) -> Idempotent | Replay:
     if held is None:  # Redis unavailable: run unguarded; the derived ledger id bills a retry once
-        return Idempotent(claim.redis_key, claim.fingerprint, claim.unguarded_ledger_id, claimed=False)
+        return replace(claim, claimed=False)
     if held is False:
         return claim
     record = json.loads(held)

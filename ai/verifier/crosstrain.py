@@ -251,8 +251,7 @@ def fit_cross_encoder(
         return round(float(roc_auc_score(labels_array[cal_rows], logits)), 4)
 
     served = "int8" if config.int8 else "fp32"
-    untrained.report["held_out_auc"] = {served: auc(one_order)}
-    untrained.report["held_out_auc"][f"{served}_both_orders"] = auc(both)
+    untrained.report["held_out_auc"] = {served: auc(one_order), f"{served}_both_orders": auc(both)}
     if config.int8:
         unquantised = OnnxPairScorer(fp32, tokenizer_json(), config.max_tokens)
         untrained.report["held_out_auc"]["fp32"] = auc(unquantised.logits(held_pairs))
