@@ -11,7 +11,7 @@ Guarantees:
 - A reservation ends when its request does (``release``), or expires after
   ``AI["SPEND_RESERVATION_SECONDS"]`` if its worker was killed first: a dead
   request never holds a tenant's budget past that.
-- The rate limit is a per-minute count in Redis behind the guard (billing/limiter.py, with
+- The rate limit is a moving window of 60 s in Redis behind the guard (billing/limiter.py, with
   the key's limits: billing/key_admission.py): exact across processes while Redis
   answers, open (not enforced) while it does not.
 
@@ -22,6 +22,7 @@ nothing; its requests are still capped to ``max_request_cost`` each.
 import logging
 import math
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -65,17 +66,8 @@ def _tenant_limits(tenant: Tenant, limit: int) -> Limits:
 def _rate_check(guard: RedisGuard | None, tenant: Tenant, limit: int | None, now: float) -> None:
     if not limit or guard is None:
         return
-    windows = guard.run("rate_limit", lambda: limiter.admit(_tenant_limits(tenant, limit), "", now), [])
-    raise_refused(windows)
-
-
-async def arate_check(*, tenant: Tenant, guard: RedisGuard) -> None:
-    """The tenant's per-minute rate limit alone (POST /v1/embeddings; raises AdmissionRefused 429)."""
-    limit = (await abudget_for(tenant)).requests_per_minute
-    if not limit:
-        return
-    op = lambda: limiter.admit(_tenant_limits(tenant, limit), "", time.time())  # noqa: E731
-    raise_refused(await counted_windows(guard, op))
+    op = lambda: limiter.admit(_tenant_limits(tenant, limit), uuid.uuid4().hex, now)  # noqa: E731
+    raise_refused(guard.run("rate_limit", op, []))
 
 
 _WHAT = {"requests_per_minute": "requests per minute", "tokens_per_minute": "tokens per minute",
@@ -89,8 +81,8 @@ class TooBusyToCount(ApiError):
 async def counted_windows(guard: RedisGuard, op) -> list[Window]:
     """The limiter's windows for a request. Redis unreachable: none (nothing refuses, documented);
     but a process too busy to read Redis's reply in time (after retries: each slot is taken by
-    request id, so a retry is not counted twice, but for the tenant's minute counter, which errs
-    on refusing) refuses the request (503) rather than admit it uncounted: limits stay exact."""
+    request id, so a retry is neither counted twice nor refused by its own slot) refuses the
+    request (503) rather than admit it uncounted: limits stay exact."""
     windows = await guard.arun("rate_limit", op, [], reads_only=True, busy=None)
     if windows is None:
         raise TooBusyToCount("This server is too busy to count the request against its limits; retry.", retry_after=1)

@@ -1,8 +1,8 @@
 """A request's rate windows in Redis, all checked and taken in one round trip (one Lua script).
 
-- The tenant's requests per minute: a count per clock minute (as since the first release).
-- A key's requests per minute: a moving window (a sorted set of the last minute's requests):
-  exact across processes, no burst of twice the limit at a minute's edge.
+- The tenant's and a key's requests per minute: each a moving window (a sorted set of the last
+  60 s of requests, by request id): exact across processes, no burst of twice the limit at a
+  minute's edge, and a request counted again (a retry of the same id) takes no second slot.
 - A key's tokens per minute: counted from real usage (``tokens_count``, after the answer) in
   per-minute counters, read as a sliding window (this minute plus the share of the last one
   still within 60 s). A request is admitted while tokens are left, so requests admitted
@@ -11,7 +11,8 @@
   (``parallel_release``); the claim of a killed worker stops counting after ``LEASE_SECONDS``.
 
 The script checks every window first and takes a slot in each only if all admit, so a refused
-request consumes nothing, and it is atomic: limits are exact across processes and hosts.
+request consumes nothing; a request tried again (its first reply unread) is admitted by the slots
+it already holds; and it is atomic: limits are exact across processes and hosts.
 Measured against the ``limits`` library (docs/decisions.md): 7 round trips for a key with all
 three limits there, 1 here. Every key carries its tenant's hash tag: one Redis Cluster slot.
 """
@@ -30,50 +31,54 @@ WINDOW_MS = 60_000
 NAMES = ("requests_per_minute", "requests_per_minute", "tokens_per_minute", "parallel_requests")
 SCOPES = ("tenant", "key", "key", "key")
 
-# KEYS: tenant minute, key requests (ZSET), key tokens this minute, last minute, key in flight (ZSET)
+# KEYS: tenant requests (ZSET), key requests (ZSET), key tokens this minute, last minute,
+#       key in flight (ZSET)
 # ARGV: now (ms), tenant rpm, key rpm, key tpm, key parallel (0: none), request id, lease (ms),
 #       the share of the last minute still inside the window
 _SCRIPT = """
 local now = tonumber(ARGV[1])
 local limits = {tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])}
 local used = {0, 0, 0, 0}
-local oldest = now
-if limits[1] > 0 then used[1] = tonumber(redis.call('GET', KEYS[1]) or '0') end
-if limits[2] > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - 60000)
-  used[2] = redis.call('ZCARD', KEYS[2])
-  local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-  if first[2] then oldest = tonumber(first[2]) end
+local oldest = {now, now}
+local function counted(key)  -- this request's own slot, taken by an earlier try of it
+  if redis.call('ZSCORE', key, ARGV[6]) then return 1 end
+  return 0
 end
+local function moving(i)
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - 60000)
+  used[i] = redis.call('ZCARD', KEYS[i]) - counted(KEYS[i])
+  local first = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
+  if first[2] then oldest[i] = tonumber(first[2]) end
+end
+if limits[1] > 0 then moving(1) end
+if limits[2] > 0 then moving(2) end
 if limits[3] > 0 then
   local last = tonumber(redis.call('GET', KEYS[4]) or '0')
   used[3] = tonumber(redis.call('GET', KEYS[3]) or '0') + math.floor(last * tonumber(ARGV[8]))
 end
 if limits[4] > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - tonumber(ARGV[7]))
-  used[4] = redis.call('ZCARD', KEYS[5])
+  used[4] = redis.call('ZCARD', KEYS[5]) - counted(KEYS[5])
 end
 local refused = 0
 for i = 1, 4 do
   if refused == 0 and limits[i] > 0 and used[i] >= limits[i] then refused = i end
 end
 if refused == 0 then
-  if limits[1] > 0 then
-    used[1] = redis.call('INCR', KEYS[1])
-    if used[1] == 1 then redis.call('EXPIRE', KEYS[1], 120) end
-  end
-  if limits[2] > 0 then
-    redis.call('ZADD', KEYS[2], now, ARGV[6])
-    redis.call('PEXPIRE', KEYS[2], 60000)
-    used[2] = used[2] + 1
+  for i = 1, 2 do
+    if limits[i] > 0 then
+      redis.call('ZADD', KEYS[i], 'NX', now, ARGV[6])
+      redis.call('PEXPIRE', KEYS[i], 60000)
+      used[i] = used[i] + 1
+    end
   end
   if limits[4] > 0 then
-    redis.call('ZADD', KEYS[5], now, ARGV[6])
+    redis.call('ZADD', KEYS[5], 'NX', now, ARGV[6])
     redis.call('PEXPIRE', KEYS[5], tonumber(ARGV[7]))
     used[4] = used[4] + 1
   end
 end
-return {refused, used[1], used[2], used[3], used[4], tostring(oldest)}
+return {refused, used[1], used[2], used[3], used[4], tostring(oldest[1]), tostring(oldest[2])}
 """
 _SHA = hashlib.sha1(_SCRIPT.encode(), usedforsecurity=False).hexdigest()  # Redis names scripts so
 
@@ -116,7 +121,7 @@ def _minute(now: float) -> int:
 def _keys(limits: Limits, now: float) -> list[str]:
     tenant, key = limits.tenant_id, limits.key_id
     return [
-        keys.rate_key(tenant, _minute(now)),
+        keys.tenant_requests(tenant),
         keys.key_requests(tenant, key),
         keys.key_tokens(tenant, key, _minute(now)),
         keys.key_tokens(tenant, key, _minute(now) - 1),
@@ -125,23 +130,31 @@ def _keys(limits: Limits, now: float) -> list[str]:
 
 
 def admit(limits: Limits, request_id: str, now: float) -> Op[list[Window]]:
-    """Check every window of ``limits`` and, if none refuses, count the request in each."""
+    """Check every window of ``limits`` and, if none refuses, count the request in each (by
+    ``request_id``: the same id counted twice takes one slot)."""
+    if not request_id:
+        raise ValueError("a request is counted by its id")
     names = _keys(limits, now)
     args = [int(now * 1000), limits.tenant_rpm, limits.key_rpm, limits.key_tpm, limits.key_parallel, request_id,
             LEASE_SECONDS * 1000, f"{1 - (now % 60) / 60:.4f}"]  # fmt: skip
     (reply,) = yield one("EVALSHA", _SHA, len(names), *names, *args)
     if isinstance(reply, redis.exceptions.NoScriptError):
         (reply,) = yield one("EVAL", _SCRIPT, len(names), *names, *args)
-    refused, *used, oldest = ok(reply)
-    return _windows(limits, int(refused), [int(n) for n in used], float(oldest), now)
+    refused, *used, tenant_oldest, key_oldest = ok(reply)
+    oldest = (float(tenant_oldest), float(key_oldest))
+    return _windows(limits, int(refused), [int(n) for n in used], oldest, now)
 
 
-def _windows(limits: Limits, refused: int, used: list[int], oldest_ms: float, now: float) -> list[Window]:
-    sizes = (limits.tenant_rpm, limits.key_rpm, limits.key_tpm, limits.key_parallel)
+def _moving_reset(oldest_ms: float, now: float) -> float:
     # The oldest request may have been counted with a later clock than this one's (read before
     # a busy loop got to send it): its window still ends within one window from now.
-    sliding = min(WINDOW_MS / 1000, max(0.0, (oldest_ms + WINDOW_MS) / 1000 - now))
-    resets = (60 - now % 60, sliding, 60 - now % 60, 1.0)
+    return min(WINDOW_MS / 1000, max(0.0, (oldest_ms + WINDOW_MS) / 1000 - now))
+
+
+def _windows(limits: Limits, refused: int, used: list[int], oldest_ms: tuple[float, float], now: float) -> list[Window]:
+    sizes = (limits.tenant_rpm, limits.key_rpm, limits.key_tpm, limits.key_parallel)
+    tenant_reset, key_reset = (_moving_reset(oldest, now) for oldest in oldest_ms)
+    resets = (tenant_reset, key_reset, 60 - now % 60, 1.0)
     windows = []
     for i, size in enumerate(sizes):
         if size:

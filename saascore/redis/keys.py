@@ -10,7 +10,7 @@ be named from another tenant's request. Isolation is by key, not by a filter.
     {t:42}:idx:<dim>                   RediSearch index over the tenant's entries       ai/cache
     {t:42}:l:<scope>:<query hash>      single-flight lock (and ``...:done``)            ai/cache
     {t:42}:idem:<scope>                an Idempotency-Key's claim or stored answer      ai/api
-    {t:42}:rate:<minute>               requests counted in one minute                   billing
+    {t:42}:treq                        the tenant's requests of the last 60 s (ZSET)    billing
     {t:42}:key:<key digest>            a verified API key's record (with TTL)           tenants
     {t:42}:kreq:<key id>               an API key's last minute of requests (ZSET)      billing
     {t:42}:ktok:<key id>:<minute>      an API key's tokens counted in one minute        billing
@@ -54,8 +54,8 @@ def idempotency_key(tenant_id: int, scope: str) -> str:
     return f"{tenant_tag(tenant_id)}:idem:{scope}"
 
 
-def rate_key(tenant_id: int, minute: int) -> str:
-    return f"{tenant_tag(tenant_id)}:rate:{minute}"
+def tenant_requests(tenant_id: int) -> str:
+    return f"{tenant_tag(tenant_id)}:treq"
 
 
 def key_requests(tenant_id: int, key_id: int) -> str:

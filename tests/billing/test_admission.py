@@ -171,3 +171,20 @@ def test_a_keys_window_resets_within_a_minute_when_an_older_request_read_the_clo
     assert [w.remaining for w in counted] == [0]
     (window,) = refused
     assert window.remaining == -1 and 0 < window.reset <= 60
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_tenants_requests_are_a_moving_window_with_no_second_burst_at_a_minutes_edge():
+    """Counted per clock minute, a tenant allowed 1 request could send 2 within 0.2 s across a
+    minute's edge (and a test that sent them there flaked). The window is the last 60 s."""
+    limits = Limits(tenant_id=make_tenant().pk, tenant_rpm=1)
+    guard, edge = get_cache().guard, (time.time() // 60 + 1) * 60
+    admit_at = lambda request_id, at: guard.run("rate_limit", lambda: limiter.admit(limits, request_id, at), [])  # noqa: E731
+    (first,) = admit_at("before-the-edge", edge - 0.1)
+    (second,) = admit_at("after-the-edge", edge + 0.1)
+    assert (first.remaining, second.remaining) == (0, -1)
+    assert (second.name, second.scope) == ("requests_per_minute", "tenant") and 59 < second.reset <= 60
+    (again,) = admit_at("before-the-edge", edge + 0.2)  # its first reply unread: tried again
+    assert again.remaining == 0, "a request tried again is admitted by its own slot, and counted once"
+    (later,) = admit_at("a-minute-later", edge - 0.1 + 60)
+    assert later.remaining == 0

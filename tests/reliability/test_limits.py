@@ -7,7 +7,6 @@
 """
 
 import threading
-import time
 from collections import Counter
 from decimal import Decimal
 
@@ -54,18 +53,17 @@ def test_the_rate_limit_is_exact_across_two_workers_under_500_concurrent_request
     starter_router()
     metrics = tmp_path / "metrics"
     with serve(workers=2, PROMETHEUS_MULTIPROC_DIR=str(metrics)) as server:
-        # A burst must fall within one clock minute (the limit counts per minute), and both workers
-        # must take part in it (which one accepts a connection is the kernel's choice).
+        # Both workers must take part in a burst (which one accepts a connection is the kernel's
+        # choice); the limit is a moving window of 60 s, which a burst takes a few seconds of.
         for attempt in range(4):
             w = world(f"rate{attempt}", plaintext.keys)
             route_everything(w.tenant, "local-extractive")
             set_budget(w.tenant, requests_per_minute=RATE)
-            minute = int(time.time() // 60)
             before = per_worker(metrics, "django_http_responses_total_by_status")
             results = burst(server.base, w.key, {"query": "How do I get a refund?"}, RATE_BURST)
             after = per_worker(metrics, "django_http_responses_total_by_status")
             took_part = {pid for pid in server.workers() if after.get(pid, 0) > before.get(pid, 0)}
-            if int(time.time() // 60) == minute and len(took_part) == 2:
+            if len(took_part) == 2:
                 break
         assert len(took_part) == 2, f"one worker took every request of {attempt + 1} bursts"
 
