@@ -41,6 +41,7 @@ from ai.context import (
     context_digest,
 )  # fmt: skip
 from ai.embeddings import get_embedder
+from ai.embeddings.base import Embedder, Embeddings
 from ai.llm.generate import Generation, UpstreamFailed, chain_deadline, generate, model_chain
 from ai.miss_gate import Permit
 from ai.rag.retrieval import retrieve
@@ -329,7 +330,7 @@ def _missed(ctx: QueryContext, routed: Routed, answer: Generation, stored: str, 
 async def _route(ctx: QueryContext, generation: int | None) -> Routed:
     """Embed once (CPU pool) and route with that vector; the threshold follows the router's
     confidence. Routing may read example sets and call the LLM router: the DB pool."""
-    embedded = await in_cpu(ctx.embedder.embed, [ctx.query], tenant_id=ctx.tenant.pk)
+    embedded, whole = await in_cpu(_embedded_whole, ctx.embedder, ctx.query, ctx.tenant.pk)
     vector = embedded.vectors[0]
     decision = await in_db(
         route_query,
@@ -345,10 +346,15 @@ async def _route(ctx: QueryContext, generation: int | None) -> Routed:
         spent=Spent(ctx.embedder.id, embedded.input_tokens, router_model, router_in, router_out),
         generation=generation,
         threshold=ctx.settings.semantic_threshold(decision) if cached else None,
-        # A query longer than the embedder's window has the vector of its beginning only:
-        # no semantic match may rest on it, and it is cached for exact repeats only.
-        whole=await in_cpu(ctx.embedder.sees_whole, ctx.query),
+        whole=whole,
     )
+
+
+def _embedded_whole(embedder: Embedder, query: str, tenant_id: int) -> tuple[Embeddings, bool]:
+    """The query's embedding, and whether the embedder saw it whole (one trip to the CPU pool). A
+    query longer than the embedder's window has the vector of its beginning only: no semantic
+    match may rest on it, and it is cached for exact repeats only."""
+    return embedder.embed([query], tenant_id=tenant_id), embedder.sees_whole(query)
 
 
 def _citations(answer: Generation) -> list[dict]:

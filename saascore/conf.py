@@ -26,7 +26,7 @@ DEFAULTS: dict[str, Any] = {
     "DB_THREADS": 8,
     # Misses preparing at once per worker process (ai/miss_gate.py): the embedding, routing,
     # reservation and retrieval before the upstream call; the rest wait in line. 0: no gate.
-    "MISS_PREPARE_CONCURRENCY": 16,
+    "MISS_PREPARE_CONCURRENCY": 8,
     # Query requests between their arrival and their exact-tier answer at once per worker process
     # (the door, saascore/door.py): the rest wait, newest first. 0: no door.
     "LOOKUP_CONCURRENCY": 32,
