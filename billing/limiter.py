@@ -36,46 +36,38 @@ SCOPES = ("tenant", "key", "key", "key")
 # ARGV: now (ms), tenant rpm, key rpm, key tpm, key parallel (0: none), request id, lease (ms),
 #       the share of the last minute still inside the window
 _SCRIPT = """
-local now = tonumber(ARGV[1])
+local now, request = tonumber(ARGV[1]), ARGV[6]
 local limits = {tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])}
+local sets = {KEYS[1], KEYS[2], nil, KEYS[5]}  -- the sorted set of each limit but the tokens'
+local spans = {60000, 60000, nil, tonumber(ARGV[7])}
 local used = {0, 0, 0, 0}
 local oldest = {now, now}
-local function counted(key)  -- this request's own slot, taken by an earlier try of it
-  if redis.call('ZSCORE', key, ARGV[6]) then return 1 end
-  return 0
+for _, i in ipairs({1, 2, 4}) do
+  if limits[i] > 0 then  -- drop what left the span; count the rest, less this request's own slot
+    redis.call('ZREMRANGEBYSCORE', sets[i], '-inf', now - spans[i])
+    used[i] = redis.call('ZCARD', sets[i])
+    if redis.call('ZSCORE', sets[i], request) then used[i] = used[i] - 1 end  -- an earlier try's
+    if i < 3 then
+      local first = redis.call('ZRANGE', sets[i], 0, 0, 'WITHSCORES')
+      if first[2] then oldest[i] = tonumber(first[2]) end
+    end
+  end
 end
-local function moving(i)
-  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - 60000)
-  used[i] = redis.call('ZCARD', KEYS[i]) - counted(KEYS[i])
-  local first = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
-  if first[2] then oldest[i] = tonumber(first[2]) end
-end
-if limits[1] > 0 then moving(1) end
-if limits[2] > 0 then moving(2) end
 if limits[3] > 0 then
   local last = tonumber(redis.call('GET', KEYS[4]) or '0')
   used[3] = tonumber(redis.call('GET', KEYS[3]) or '0') + math.floor(last * tonumber(ARGV[8]))
-end
-if limits[4] > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - tonumber(ARGV[7]))
-  used[4] = redis.call('ZCARD', KEYS[5]) - counted(KEYS[5])
 end
 local refused = 0
 for i = 1, 4 do
   if refused == 0 and limits[i] > 0 and used[i] >= limits[i] then refused = i end
 end
 if refused == 0 then
-  for i = 1, 2 do
+  for _, i in ipairs({1, 2, 4}) do
     if limits[i] > 0 then
-      redis.call('ZADD', KEYS[i], 'NX', now, ARGV[6])
-      redis.call('PEXPIRE', KEYS[i], 60000)
+      redis.call('ZADD', sets[i], 'NX', now, request)
+      redis.call('PEXPIRE', sets[i], spans[i])
       used[i] = used[i] + 1
     end
-  end
-  if limits[4] > 0 then
-    redis.call('ZADD', KEYS[5], 'NX', now, ARGV[6])
-    redis.call('PEXPIRE', KEYS[5], tonumber(ARGV[7]))
-    used[4] = used[4] + 1
   end
 end
 return {refused, used[1], used[2], used[3], used[4], tostring(oldest[1]), tostring(oldest[2])}
