@@ -18,6 +18,7 @@ from django.db import DatabaseError
 from ai.cache import get_cache
 from ai.cache.keys import normalise
 from ai.verifier.models import LabelledPair
+from billing.group_commit import ledger
 from billing.models import UsageRecord
 from saascore import metrics
 from saascore.api.errors import ApiError
@@ -26,6 +27,9 @@ from tenants.models import Tenant
 from tenants.scoping import tenant_scope
 
 HIT_SOURCES = (UsageRecord.Source.CACHE_EXACT, UsageRecord.Source.CACHE_SEMANTIC)
+# A hit answers before its ledger row's commit (billing/journal.py): a rating waits this long
+# at most for the rows this worker holds.
+LEDGER_WAIT_SECONDS = 2.0
 
 
 class NotFound(ApiError):
@@ -79,6 +83,7 @@ async def feedback_record(
 ) -> Rated:
     """Raises NotFound (the tenant's ledger knows neither) and CacheUnavailable (a bad rating
     whose entry Redis could not drop now; the label is kept, a retry is safe)."""
+    await in_db(ledger.wait_idle, LEDGER_WAIT_SECONDS)  # a hit this worker just answered: its row is in
     try:
         row = await in_db(_answered, tenant.pk, request_id=request_id, cache_key=cache_key)
     except DatabaseError:

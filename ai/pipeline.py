@@ -73,8 +73,8 @@ def _usage_dict(row: dict) -> dict:
     }
 
 
-async def _record(ctx: QueryContext, usage: Usage) -> dict:
-    row = await ledger.arecord(tenant_id=ctx.tenant.pk, usage=usage)
+async def _record(ctx: QueryContext, usage: Usage, *, journaled: bool = False) -> dict:
+    row = await ledger.arecord(tenant_id=ctx.tenant.pk, usage=usage, journaled=journaled)
     metrics.usage_count(tenant=ctx.tenant, row=row)
     if ctx.admission is not None:  # the key's tokens per minute, from real usage
         await ctx.admission.acount(row)
@@ -123,7 +123,7 @@ async def _hit(ctx: QueryContext, hit: CacheHit, routed: Routed | None = None) -
         cache_key=ctx.scope.entry_id(qhash := hit.member or query_hash(ctx.query)),
         asked_question="" if personal_data_kinds(ctx.query) else ctx.query[:500],
     )
-    row = await _record(ctx, usage)
+    row = await _record(ctx, usage, journaled=True)  # a hit reserved nothing: it answers before the commit
     return QueryResult(
         response=entry.response,
         source="cache",

@@ -22,7 +22,7 @@ from billing import spool_retry
 from billing.budgets import budget_alert_check, key_alert_check
 from billing.models import KeySpendCounter, SpendCounter, UsageRecord
 from billing.spool import DrainReport, Unavailable, drain, spool
-from catalog.pricing import ZERO, cost_of
+from catalog.pricing import ZERO, acost_of, cost_of
 from saascore import metrics
 from tenants.models import ApiKey, Tenant
 from tenants.scoping import tenant_scope
@@ -55,15 +55,27 @@ class Usage:
     tags: tuple[str, ...] = ()  # the caller's tags (sanitised: ai/api/caller.py)
 
 
+def _charges(usage: Usage) -> tuple[list[tuple[str, int, int]], tuple[str, int, int]]:
+    """What a request is charged for (its model, the router, the embedding), and what it saved:
+    (model, input tokens, output tokens) each."""
+    charged = [
+        (usage.model, usage.input_tokens, usage.output_tokens),
+        (usage.router_model, usage.router_input_tokens, usage.router_output_tokens),
+        (usage.embedding_model, usage.embedding_tokens, 0),
+    ]
+    return charged, (usage.model, usage.saved_input_tokens, usage.saved_output_tokens)
+
+
 def price_usage(usage: Usage, when: datetime) -> tuple[Decimal, Decimal]:
     """(cost, saved) of a request at the prices in force at ``when``."""
-    cost = (
-        cost_of(usage.model, usage.input_tokens, usage.output_tokens, when)
-        + cost_of(usage.router_model, usage.router_input_tokens, usage.router_output_tokens, when)
-        + cost_of(usage.embedding_model, usage.embedding_tokens, 0, when)
-    )
-    saved = cost_of(usage.model, usage.saved_input_tokens, usage.saved_output_tokens, when)
-    return cost, saved
+    charged, saved = _charges(usage)
+    return sum((cost_of(*charge, when) for charge in charged), ZERO), cost_of(*saved, when)
+
+
+async def aprice_usage(usage: Usage, when: datetime) -> tuple[Decimal, Decimal]:
+    """``price_usage`` on the event loop: prices this process has not read yet are read off it."""
+    charged, saved = _charges(usage)
+    return sum([await acost_of(*charge, when) for charge in charged], ZERO), await acost_of(*saved, when)
 
 
 # PostgreSQL cannot take a row now: down or restarting, out of connections, a timeout, or
@@ -178,17 +190,19 @@ def usage_record(*, tenant: Tenant, usage: Usage, when: datetime | None = None) 
     return row
 
 
-def spool_unwritten(row: dict) -> None:
-    """Keep a row PostgreSQL could not take in the local spool (fsync'd), for a later drain."""
+def spool_unwritten(row: dict) -> bool:
+    """Keep a row PostgreSQL could not take in the local spool (fsync'd), for a later drain.
+    False: the disk refused it too."""
     try:
         spool(row)
     except OSError as exc:  # the disk refuses too: this log line is the row's last record
         metrics.USAGE_SPOOL.labels(event="lost").inc()
         values = {key: str(value) for key, value in row.items() if key not in ("cached_question", "asked_question")}
         logger.critical("usage row NOT recorded, the spool refused it (%s): %s", exc, values)
-        return
+        return False
     metrics.USAGE_SPOOL.labels(event="spooled").inc()
     spool_retry.retry_later(spool_flush)
+    return True
 
 
 def spool_flush(*, wait: bool = False, requeue: bool = False, count: bool = True) -> DrainReport:

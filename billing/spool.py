@@ -81,7 +81,7 @@ class DrainReport:
 
 def spool(row: dict) -> None:
     """Append ``row`` to this process's spool file; returns once it is on disk."""
-    append(spool_dir() / f"usage-{os.getpid()}.jsonl", [_encode(row)])
+    append(spool_dir() / f"usage-{os.getpid()}.jsonl", [encode_row(row)])
 
 
 def spooled_files() -> list[Path]:
@@ -157,7 +157,7 @@ def _offer(line: bytes, write: Callable[[dict], bool], report: DrainReport) -> t
     if row is None:
         report.set_aside += 1
         logger.error("an unreadable line of the usage spool was set aside (a writer died mid-line)")
-        return "aside", _encode({"_raw": line.decode("utf-8", "replace").rstrip("\n"), **_aside("not a row", 1)})
+        return "aside", encode_row({"_raw": line.decode("utf-8", "replace").rstrip("\n"), **_aside("not a row", 1)})
     try:
         inserted = write(dict(row))
     except Unavailable as exc:
@@ -168,13 +168,13 @@ def _offer(line: bytes, write: Callable[[dict], bool], report: DrainReport) -> t
         attempts = int(meta.get("_attempts", 0)) + 1
         error = f"{type(exc).__name__}: {exc}".strip()[:500]
         if attempts < MAX_ATTEMPTS:
-            return "retry", _encode({**row, "_attempts": attempts, "_error": error})
+            return "retry", encode_row({**row, "_attempts": attempts, "_error": error})
         report.set_aside += 1
         logger.error(
             "usage row %s of tenant %s set aside after %d attempts: %s",
             *(row.get("request_id"), row.get("tenant_id"), attempts, error),
         )
-        return "aside", _encode({**row, **_aside(error, attempts)})
+        return "aside", encode_row({**row, **_aside(error, attempts)})
     if inserted:
         report.written += 1
     else:
@@ -191,7 +191,7 @@ def _requeue() -> int:
     for line in dead_letter.read_bytes().splitlines(keepends=True):
         row, _ = _decode(line)
         if row is not None:
-            rows.append(_encode(row))
+            rows.append(encode_row(row))
         elif line.strip():
             unreadable.append(line)
     if rows:
@@ -204,7 +204,7 @@ def _aside(error: str, attempts: int) -> dict:
     return {"_attempts": attempts, "_error": error, "_set_aside_at": datetime.now(UTC).isoformat()}
 
 
-def _encode(row: dict) -> bytes:
+def encode_row(row: dict) -> bytes:
     return (json.dumps(row, default=str) + "\n").encode()
 
 

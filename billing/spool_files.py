@@ -63,7 +63,7 @@ def _write_lines(fd: int, path: Path, lines: list[bytes]) -> None:
         data = data[os.write(fd, data) :]
     os.fsync(fd)
     if not size:
-        _sync_dir(path.parent)  # a new file: make its name durable too
+        sync_dir(path.parent)  # a new file: make its name durable too
 
 
 def create(path: Path, lines: list[bytes]) -> None:
@@ -75,7 +75,7 @@ def create(path: Path, lines: list[bytes]) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, path)
-    _sync_dir(path.parent)
+    sync_dir(path.parent)
 
 
 class Rewrite:
@@ -108,7 +108,7 @@ def rewriting(path: Path) -> Iterator[Rewrite]:
         temporary.unlink()
     elif rewrite.kept:
         os.replace(temporary, path)
-        _sync_dir(path.parent)
+        sync_dir(path.parent)
     else:
         temporary.unlink()
         replace_lines(path, [])
@@ -120,7 +120,7 @@ def replace_lines(path: Path, lines: list[bytes]) -> None:
         create(path, lines)
     else:
         path.unlink(missing_ok=True)
-        _sync_dir(path.parent)
+        sync_dir(path.parent)
 
 
 def claim(path: Path) -> Path | None:
@@ -190,7 +190,7 @@ def _is_at(fd: int, path: Path) -> bool:
     return (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
 
 
-def _sync_dir(folder: Path) -> None:
+def sync_dir(folder: Path) -> None:
     """Make a created, renamed or removed name durable, not only the file's content."""
     fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     try:

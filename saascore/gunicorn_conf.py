@@ -33,6 +33,8 @@ worker_class = "saascore.gunicorn_worker.Worker"
 reuse_port = os.environ.get("GUNICORN_REUSE_PORT", "") == "1"
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
 graceful_timeout = 20
+# How long a stopping worker waits for PostgreSQL to take the usage rows it holds.
+WORKER_EXIT_LEDGER_SECONDS = 5.0
 # No server access log: the application writes one line per request (logger saascore.access),
 # with the path but not its query string (a client that puts its API key in the URL must not
 # have it written to the log) and the request's ids.
@@ -85,10 +87,25 @@ def post_worker_init(worker) -> None:
     from ai.cache.invalidation import sweeping_start
     from ai.embeddings import get_embedder
     from ai.verifier.live import ActiveVerifier
+    from billing.services import spool_flush
+    from billing.spool_retry import drain_leftovers
 
     get_embedder().embed(["warm up"])
     ActiveVerifier().current()
     sweeping_start()
+    drain_leftovers(spool_flush)  # a dead worker's journal and spool, in the background
+
+
+def worker_exit(server, worker) -> None:
+    """A worker that stops commits the usage rows it holds (hits answered before their commit);
+    if PostgreSQL does not take them in time, they stay in its journal for the next drain."""
+    from billing.group_commit import ledger
+    from billing.journal import journal
+
+    if ledger.wait_idle(timeout=WORKER_EXIT_LEDGER_SECONDS):
+        journal.close()
+    else:
+        server.log.warning("worker %s stopped with usage rows uncommitted: its journal keeps them", worker.pid)
 
 
 def child_exit(server, worker) -> None:

@@ -15,6 +15,7 @@ resets the connections the kernel queued on its own socket, unless the host sets
 """
 
 import logging
+import signal
 import socket
 import sys
 
@@ -33,9 +34,21 @@ class Worker(UvicornWorker):
         sys.setswitchinterval(GIL_SWITCH_INTERVAL)
         super().init_process()
 
+    def init_signals(self) -> None:
+        """uvicorn shuts down gracefully on SIGTERM or SIGINT and then raises the signal again,
+        which by default ends the process on the spot. Exit instead, so that gunicorn's
+        ``worker_exit`` hook runs: it commits the usage rows of hits answered before their commit."""
+        super().init_signals()
+        for stop in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(stop, _exit)
+
     def run(self) -> None:
         self.sockets = [*self.sockets, *own_listeners(self.sockets, self.cfg.backlog)]
         super().run()
+
+
+def _exit(signum: int, frame) -> None:
+    sys.exit(0)
 
 
 def own_listeners(shared: list, backlog: int) -> list[socket.socket]:

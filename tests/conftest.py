@@ -52,11 +52,33 @@ def django_db_setup(django_db_setup, django_db_blocker):
     _connect_as(settings.SAASCORE_DB_OWNER)
 
 
+def ledger_settled() -> None:
+    """Wait until this process's ledger writer has written every row handed to it: a cache hit
+    answers before its row's commit (billing/journal.py)."""
+    from billing.group_commit import ledger
+
+    assert ledger.wait_idle(timeout=30), "the ledger writer did not settle"
+
+
 @pytest.fixture
 def api_client():
+    """A DRF test client whose every response comes back once the rows its request handed to
+    the ledger's writer are written, so that a test reads the ledger as the response left it."""
     from rest_framework.test import APIClient
 
-    return APIClient()
+    class SettledClient(APIClient):
+        def request(self, *args, **kwargs):
+            response = super().request(*args, **kwargs)
+            ledger_settled()
+            return response
+
+    return SettledClient()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item):
+    """Before the test's fixtures end (its tables flushed): no row of the test reaches the ledger after."""
+    ledger_settled()
 
 
 @pytest.fixture(autouse=True)

@@ -248,6 +248,10 @@ SAASCORE_DB_APP_GRANT_TRUNCATE = False
 BILLING_SPOOL_DIR = Path(env("BILLING_SPOOL_DIR") or BASE_DIR / "var" / "spool")
 # How often a worker retries writing them while rows wait; None: only `billing_flush_spool`.
 BILLING_SPOOL_RETRY_SECONDS: float | None = 10.0
+# A cache hit answers once its usage row is in the process's journal in the spool directory
+# (billing/journal.py), not after its commit: a killed worker loses no row, a host that loses
+# power may lose the last moments' hit rows. False: hits wait for the commit, as misses do.
+BILLING_JOURNAL_HITS = env_bool("BILLING_JOURNAL_HITS", True)
 
 # How often every process (gunicorn workers, db_worker) applies cache invalidations Redis
 # did not take when their change committed (ai/cache/invalidation.py): the most another

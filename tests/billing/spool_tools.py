@@ -4,16 +4,17 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
-from django.db import connection
+from django.db import connection, transaction
 
 from billing.models import UsageRecord
-from billing.services import Usage, usage_record
+from billing.services import Usage, insert_rows, usage_record
 from tenants.scoping import tenant_scope
 from tests.serving import ROOT, test_database_url
 
@@ -83,6 +84,38 @@ def tenant_row_locked(tenant) -> Iterator[None]:
             locker.rollback()
 
 
+@contextmanager
+def ledger_row_uncommitted(tenant, request_id: str) -> Iterator[None]:
+    """Insert the tenant's ledger row ``request_id`` in a transaction left open (rolled back at the
+    end): another insert of that row waits for this transaction, inside its statement."""
+    inserted, done = threading.Event(), threading.Event()
+    failure: list[BaseException] = []
+
+    def hold() -> None:
+        try:
+            with transaction.atomic():
+                insert_rows(tenant.pk, [{**Usage(request_id=request_id, source="error").__dict__,
+                                         "tenant_id": tenant.pk, "cost": 0, "saved": 0}])  # fmt: skip
+                inserted.set()
+                done.wait()
+                transaction.set_rollback(True)
+        except BaseException as exc:
+            failure.append(exc)
+            inserted.set()
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    inserted.wait()
+    try:
+        assert not failure, failure
+        yield
+    finally:
+        done.set()
+        holder.join()
+
+
 def waiting_on_a_lock(application_name: str) -> bool:
     """Whether a session of that name waits on a PostgreSQL lock (pg_stat_activity)."""
     with _connect() as observer:
@@ -103,8 +136,9 @@ def waiting_on_flock(pid: int, path: Path) -> bool:
     return False
 
 
-def drainer(spool_dir: Path, *args: str, name: str) -> subprocess.Popen:
-    """``manage.py billing_flush_spool --json`` in its own process, its PostgreSQL session named ``name``."""
+def billing_process(command: list[str], spool_dir: Path, *, name: str) -> subprocess.Popen:
+    """``python <command>`` in its own process on the test database, its PostgreSQL session named
+    ``name``, with ``spool_dir`` as its usage spool; stdin, stdout and stderr are pipes."""
     url = test_database_url()
     environment = {
         **os.environ,
@@ -112,14 +146,19 @@ def drainer(spool_dir: Path, *args: str, name: str) -> subprocess.Popen:
         "DATABASE_URL": f"{url}{'&' if '?' in url else '?'}application_name={name}",
         "DATABASE_OWNER_URL": "",
         "BILLING_SPOOL_DIR": str(spool_dir),
-        # The test holds row locks to stop a drainer where it chooses: no timeout may end that wait.
+        # The test holds row locks to stop the process where it chooses: no timeout may end that wait.
         "DATABASE_STATEMENT_TIMEOUT_MS": "0",
         "DATABASE_LOCK_TIMEOUT_MS": "0",
     }
     return subprocess.Popen(
-        [sys.executable, "manage.py", "billing_flush_spool", "--json", *args],
-        cwd=ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [sys.executable, *command], cwd=ROOT, env=environment,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
+
+
+def drainer(spool_dir: Path, *args: str, name: str) -> subprocess.Popen:
+    """``manage.py billing_flush_spool --json`` in its own process, its PostgreSQL session named ``name``."""
+    return billing_process(["manage.py", "billing_flush_spool", "--json", *args], spool_dir, name=name)
 
 
 def finished(process: subprocess.Popen) -> dict:

@@ -3,6 +3,8 @@
 Under load: the master replaces the worker and the load goes on; the request the kill cut
 off got no answer and costs nothing, but its reservation was never released: the tenant,
 near its limit, is refused (402) until the reservation expires, and admitted again after.
+Every hit the killed worker answered is billed once: its row was committed, or is replayed
+from the worker's journal (billing/journal.py).
 
 A single-flight leader: its followers in the other worker see its lock expire, and one of
 them takes the lead.
@@ -14,6 +16,7 @@ import threading
 from collections import Counter
 from decimal import Decimal
 
+from billing.services import spool_flush
 from tests.openai_server import OpenAIServer, Reply
 from tests.reliability.load import Client, Load, post_query
 from tests.reliability.workers import holder_of_port, per_worker
@@ -32,7 +35,7 @@ RESERVATION_SECONDS = 6
 QUESTIONS = [{"query": "How do I get a refund?"}, {"query": "How do I set up two-factor authentication?"}]
 
 
-def test_a_worker_killed_mid_request_leaves_no_charge_and_its_reservation_expires(serve, plaintext):
+def test_a_worker_killed_mid_request_leaves_no_charge_and_its_reservation_expires(serve, plaintext, settings):
     starter_router()
     victim = world("killvictim", plaintext.keys)
     route_everything(victim.tenant, "claude-3-haiku")
@@ -79,6 +82,10 @@ def test_a_worker_killed_mid_request_leaves_no_charge_and_its_reservation_expire
             status, _, admitted, _ = post_query(server.base, victim.key, ask)
             assert status == 200, admitted
         reply.hold.set()  # the handler of the cut-off call may finish (nobody is listening)
+    # The killed worker's hits answered before their commit are in its journal: a drain replays them.
+    settings.BILLING_SPOOL_DIR = server.spool
+    drained = spool_flush(wait=True)
+    assert drained.set_aside == 0 and drained.waiting == 0, drained
     answers = load.answers
 
     assert cut_off.status is None, cut_off  # no answer: the connection died with the worker
