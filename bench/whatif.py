@@ -29,27 +29,7 @@ def _gc_log() -> None:
     gc.callbacks.append(callback)
 
 
-def _ledger_no_wait() -> None:
-    """Answer without waiting for the usage row's commit (the row is still written): how much
-    of a hit's latency is its group-commit wait. Breaks the ledger's guarantee; measurement only."""
-    import asyncio
-
-    from billing.group_commit import LedgerWriter
-    from catalog.pricing import ZERO
-
-    record = LedgerWriter.arecord
-    background = set()
-
-    async def arecord(self, *, tenant_id: int, usage) -> dict:
-        task = asyncio.ensure_future(record(self, tenant_id=tenant_id, usage=usage))
-        background.add(task)
-        task.add_done_callback(background.discard)
-        return {**usage.__dict__, "tenant_id": tenant_id, "cost": ZERO, "saved": ZERO}
-
-    LedgerWriter.arecord = arecord
-
-
-PATCHES = {"gc-log": _gc_log, "ledger-no-wait": _ledger_no_wait}
+PATCHES = {"gc-log": _gc_log}
 
 
 def apply(names: str) -> list[str]:
