@@ -28,7 +28,7 @@ import threading
 from dataclasses import dataclass
 
 from billing.spool import encode_row
-from billing.spool_files import spool_dir, sync_dir
+from billing.spool_files import JOURNAL, spool_dir, sync_dir
 
 logger = logging.getLogger("saascore.billing")
 
@@ -93,7 +93,7 @@ def _open() -> Segment:
     this process lives."""
     folder = spool_dir()
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    name = f"usage-{os.getpid()}-journal-{secrets.token_hex(4)}.jsonl"
+    name = f"usage-{os.getpid()}-{JOURNAL}-{secrets.token_hex(4)}.jsonl"
     hidden = folder / f".{name}"
     fd = os.open(hidden, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600)
     try:

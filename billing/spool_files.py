@@ -3,6 +3,8 @@
 In the spool directory (``settings.BILLING_SPOOL_DIR``, local to the host):
 
 - ``usage-<pid>.jsonl``: fresh rows, appended by one process under ``flock``;
+- ``usage-<pid>-journal-<token>.jsonl``: a process's journal of rows not yet committed
+  (billing/journal.py), held under ``flock`` for the process's life: fresh rows once it is dead;
 - ``*.flushing``: files a drain claimed (renamed), still holding rows;
 - ``dead-letter.jsonl``: rows set aside for an operator;
 - ``.drain.lock``: held (``flock``) by the one running drain, with its pid;
@@ -23,6 +25,7 @@ from typing import BinaryIO
 from django.conf import settings
 
 DEAD_LETTER = "dead-letter.jsonl"
+JOURNAL = "journal"  # usage-<pid>-journal-<token>.jsonl
 _LOCK = ".drain.lock"
 
 
@@ -31,8 +34,27 @@ def spool_dir() -> Path:
 
 
 def fresh_files() -> list[Path]:
+    """Files of fresh rows, but the journals a living process holds (their rows are its own)."""
     folder = spool_dir()
-    return sorted(folder.glob("usage-*.jsonl")) if folder.exists() else []
+    if not folder.exists():
+        return []
+    return sorted(path for path in folder.glob("usage-*.jsonl") if not _held_journal(path))
+
+
+def _held_journal(path: Path) -> bool:
+    if f"-{JOURNAL}-" not in path.name:
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return True  # emptied and removed meanwhile: nothing to drain
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
 
 
 def claimed_files() -> list[Path]:

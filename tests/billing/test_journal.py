@@ -75,8 +75,10 @@ def test_hits_answered_while_their_commit_waits_survive_a_sigkill_and_are_writte
         wait_until(lambda: waiting_on_a_lock("journal-stalled"), "the commit to wait on the lock", worker)
         (segment,) = journal_files(spool_dir)
         assert len(segment.read_bytes().splitlines()) == HITS
-        assert spool_flush().written == 0  # a living worker's journal is its own: no drain takes it
+        # A living worker's journal is its own: no drain takes it, and no row of it is "waiting".
+        assert spool_flush().written == 0 and spooled_files() == []
         killed(worker)
+    assert spooled_files() == [segment]
     assert ledger(tenant) == []  # the stalled INSERT never got its COMMIT: it died with the worker
 
     report = spool_flush(wait=True)
