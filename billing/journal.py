@@ -26,6 +26,7 @@ import os
 import secrets
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 from billing.spool import encode_row
 from billing.spool_files import JOURNAL, spool_dir, sync_dir
@@ -39,7 +40,7 @@ SEGMENT_BYTES = 1 << 20
 class Segment:
     pid: int
     fd: int
-    path: str
+    path: Path
     size: int = 0
     unsettled: int = 0
 
@@ -54,7 +55,14 @@ class Journal:
         line = encode_row(row)
         with self._lock:
             segment = self._current
-            if segment is None or segment.pid != os.getpid() or segment.size >= SEGMENT_BYTES:
+            if (
+                segment is None
+                or segment.pid != os.getpid()
+                or segment.size >= SEGMENT_BYTES
+                or segment.path.parent != spool_dir()  # the setting changed (tests do)
+            ):
+                if segment is not None and segment.pid == os.getpid() and not segment.unsettled:
+                    _remove(segment)  # nothing of it to settle: no settling would remove it
                 segment = self._current = _open()
             view = memoryview(line)
             while view:
@@ -73,9 +81,8 @@ class Journal:
                 if segment is self._current:
                     os.ftruncate(segment.fd, 0)
                     segment.size = 0
-                else:  # removed while still locked: no drain can take it in between
-                    os.unlink(segment.path)
-                    os.close(segment.fd)
+                else:
+                    _remove(segment)
             except OSError as exc:  # its rows are in the ledger: a drain will find them there
                 logger.warning("journal segment %s not emptied: %s", segment.path, exc)
 
@@ -84,8 +91,15 @@ class Journal:
         with self._lock:
             segment, self._current = self._current, None
             if segment is not None and segment.pid == os.getpid() and not segment.unsettled:
-                os.unlink(segment.path)
-                os.close(segment.fd)
+                _remove(segment)
+
+
+def _remove(segment: Segment) -> None:
+    """Unlinked while still locked: no drain can take it in between."""
+    try:
+        segment.path.unlink(missing_ok=True)
+    finally:
+        os.close(segment.fd)
 
 
 def _open() -> Segment:
@@ -104,7 +118,7 @@ def _open() -> Segment:
         os.close(fd)
         hidden.unlink(missing_ok=True)
         raise
-    return Segment(os.getpid(), fd, str(folder / name))
+    return Segment(os.getpid(), fd, folder / name)
 
 
 journal = Journal()

@@ -126,3 +126,19 @@ def test_with_the_journal_off_a_hit_waits_for_its_commit(spool_dir, settings):
                                         journaled=True)  # fmt: skip
     assert row["request_id"] == "hit" and ledger(tenant) == [(tenant.pk, "hit")]
     assert journal_files(spool_dir) == []
+
+
+def test_the_journal_follows_the_spool_directory_and_leaves_nothing_in_the_old_one(spool_dir, settings, tmp_path):
+    tenant = make_tenant()
+
+    def hit(request_id: str) -> None:
+        usage = Usage(request_id=request_id, source="cache_exact")
+        async_to_sync(writer.arecord)(tenant_id=tenant.pk, usage=usage, journaled=True)
+        assert writer.wait_idle(timeout=30)
+
+    hit("first")
+    (old,) = journal_files(spool_dir)
+    settings.BILLING_SPOOL_DIR = tmp_path / "elsewhere"
+    hit("second")
+    assert not old.exists() and len(journal_files(settings.BILLING_SPOOL_DIR)) == 1
+    assert ledger(tenant) == [(tenant.pk, "first"), (tenant.pk, "second")]
