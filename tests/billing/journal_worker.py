@@ -1,7 +1,7 @@
 """A process that answers cache hits of one tenant through the ledger's journal, then waits to
 be killed (tests/billing/test_journal.py).
 
-    python -m tests.billing.journal_worker TENANT_ID COUNT [--unsettled]
+    python -m tests.billing.journal_worker TENANT_ID COUNT [--stalled] [--unsettled]
 
 Prints ``<request id> <saved>`` per answered hit as it answers, ``committed`` once the
 writer has written every row (unless ``--stalled``: the test holds a lock the commit waits
